@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "kamailio-5.6.3.jsonl"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "kamailio-5.6.3.jsonl"
 
 
 def load_vectors() -> list[dict[str, Any]]:
-    """The exchanges captured from a real Kamailio 5.6.3 (../shared/vectors)."""
+    """The exchanges captured from a real Kamailio 5.6.3 (tests/vectors, see its README)."""
     if not VECTORS.exists():
         pytest.fail(f"test vectors missing: {VECTORS}")
     return [json.loads(line) for line in VECTORS.read_text().splitlines() if line.strip()]

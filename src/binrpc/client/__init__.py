@@ -1,0 +1,58 @@
+"""binrpc clients: the blocking :class:`Client` and the asyncio :class:`AsyncClient`.
+
+Both share one I/O-free core (:mod:`binrpc.client._core`): request building, cookies, reply
+reassembly and checks. ``AsyncClient`` is imported lazily so that a program using only the
+blocking client never imports asyncio.
+
+Results: :meth:`Client.call` returns the list of the reply's top-level values (always a list);
+:meth:`Client.call_one` returns the single value of a one-value reply (``None`` when empty);
+:meth:`Client.request` returns the raw :class:`Reply`. A fault raises :class:`~binrpc.Fault`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._core import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_REPLY_SIZE,
+    DEFAULT_READ_TIMEOUT,
+    Reply,
+    Timeouts,
+)
+from ._errors import (
+    BindError,
+    CookieMismatch,
+    ReceiveError,
+    ResolveError,
+    SendError,
+    UnexpectedPacket,
+)
+from ._sync import Client
+
+if TYPE_CHECKING:
+    from ._async import AsyncClient
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_REPLY_SIZE",
+    "DEFAULT_READ_TIMEOUT",
+    "AsyncClient",
+    "BindError",
+    "Client",
+    "CookieMismatch",
+    "ReceiveError",
+    "Reply",
+    "ResolveError",
+    "SendError",
+    "Timeouts",
+    "UnexpectedPacket",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncClient":
+        from ._async import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,410 @@
+"""The blocking client: :class:`Client`, on plain sockets (no asyncio import)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import select
+import socket
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from .._address import Address
+from .._errors import ConnectError, ConnectionClosed, TransportError
+from .._values import Value
+from ._core import (
+    DEFAULT_MAX_REPLY_SIZE,
+    DGRAM_RECV_SIZE,
+    Reply,
+    ReplyAssembler,
+    Timeouts,
+    build_request,
+    next_cookie,
+    resolve_address,
+)
+from ._errors import (
+    BindError,
+    ReceiveError,
+    ResolveError,
+    SendError,
+    closed_error,
+    os_error,
+    timeout_error,
+)
+
+__all__ = ["Client", "TraceHook", "open_socket", "reply_socket_name"]
+
+TraceHook = Callable[[bytes, int], None]
+"""Called with every chunk read from the socket and the reply offset it starts at
+(``binrpc -vvv`` prints kamcmd's hex dumps with it)."""
+
+_STREAM_READ_SIZE = 1 << 16
+_DEFAULT_TIMEOUTS = Timeouts()
+
+
+def reply_socket_name(directory: str, prefix: str = "binrpc") -> str:
+    """An auto-generated reply socket path in ``directory`` (kamcmd: ``/tmp/kamcmd_<rand>``)."""
+    return os.path.join(directory, f"{prefix}_{random.getrandbits(31)}")
+
+
+def _deadline(seconds: float | None) -> float | None:
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+def open_socket(
+    address: Address,
+    *,
+    connect_timeout: float | None,
+    reply_path: str | None = None,
+    reply_dir: str | None = None,
+) -> tuple[socket.socket, str | None]:
+    """Create and connect a socket for ``address``; return it and the unixd reply path to
+    unlink afterwards (``None`` when there is nothing to remove: abstract names, other
+    transports).
+
+    unix datagram sockets are bound first so that the server can answer: to exactly
+    ``reply_path`` (kamcmd ``-R``), else to an auto-named path in ``reply_dir`` (``-D``), else to
+    an autobound Linux abstract name (nothing left on disk, ever). TCP/UDP try every address the
+    name resolves to (IPv4 and IPv6), like kamcmd's master branch.
+
+    Raises:
+        ResolveError, BindError, ConnectError, TransportTimeout.
+    """
+    text = str(address)
+    if address.proto == "unixs":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(connect_timeout)
+            sock.connect(address.path)
+        except TimeoutError:
+            sock.close()
+            raise timeout_error("connecting to", text, connect_timeout) from None
+        except OSError as exc:
+            sock.close()
+            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+        return sock, None
+    if address.proto == "unixd":
+        return _open_unixd(address, reply_path, reply_dir)
+    if address.proto not in ("tcp", "udp"):
+        raise ConnectError(f"a client cannot talk to a {address.proto} address ({text})")
+    kind = socket.SOCK_STREAM if address.proto == "tcp" else socket.SOCK_DGRAM
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, socket.AF_UNSPEC, kind)
+    except (OSError, UnicodeError) as exc:
+        raise ResolveError(address.host, text, str(exc)) from exc
+    last: OSError | None = None
+    for family, stype, proto, _canon, sockaddr in infos:
+        sock = socket.socket(family, stype, proto)
+        try:
+            sock.settimeout(connect_timeout)
+            sock.connect(sockaddr)
+        except TimeoutError as exc:
+            sock.close()
+            last = exc
+            continue
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock, None
+    if isinstance(last, TimeoutError):
+        raise timeout_error("connecting to", text, connect_timeout) from last
+    assert last is not None
+    raise os_error(ConnectError, "cannot connect to", text, last) from last
+
+
+def _open_unixd(
+    address: Address, reply_path: str | None, reply_dir: str | None
+) -> tuple[socket.socket, str | None]:
+    text = str(address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    bound: str | None = None
+    try:
+        if reply_path is not None:
+            candidates = [reply_path]
+        elif reply_dir is not None:
+            candidates = [reply_socket_name(reply_dir) for _ in range(11)]
+        else:
+            candidates = [""]  # Linux autobind: a unique abstract name
+        for i, path in enumerate(candidates):
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and i + 1 < len(candidates):
+                    continue
+                err = os_error(BindError, "cannot bind the reply socket", path or "@auto", exc)
+                assert isinstance(err, BindError)
+                err.path = path
+                raise err from exc
+            bound = path or None
+            break
+        try:
+            sock.connect(address.path)
+        except OSError as exc:
+            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+    except BaseException:
+        sock.close()
+        if bound:
+            with contextlib.suppress(OSError):
+                os.unlink(bound)
+        raise
+    return sock, bound
+
+
+class Client:
+    """A blocking binrpc client (one connection, reused; thread-unsafe).
+
+    Args:
+        address: the server in kamcmd ``-s`` syntax (``unixs:/run/kamailio/kamailio_ctl``,
+            ``unixd:/path``, ``tcp:host:port``, ``udp:host:port``, ``tcp:[::1]:2049``, ...) or an
+            :class:`~binrpc.Address`; ``None`` is the default control socket
+            (:func:`binrpc._defaults.default_client_address`).
+        timeout: a number (connect and read timeout), a :class:`Timeouts`, or ``None`` to wait
+            forever like kamcmd. Default: 10 s to connect, 30 s per reply.
+        max_reply_size: largest reply accepted (default 64 MiB; kamcmd's is 128 KiB).
+        reply_path: unixd only: bind the reply socket exactly here (kamcmd ``-R``).
+        reply_dir: unixd only: bind an auto-named reply socket in this directory (kamcmd ``-D``).
+            Without either, an abstract-namespace socket is used (nothing on disk).
+            A reply socket file is always removed by :meth:`close`.
+        udp_default: kamcmd ``-U``: a bare name without ``/`` and port means UDP.
+
+    The connection opens lazily on the first call (or :meth:`connect`). A stream connection
+    the server has closed is re-established before the next request; a request is never sent
+    twice once it may have reached the server.
+
+    Example::
+
+        with Client("unixs:/run/kamailio/kamailio_ctl") as c:
+            version = c.call_one("core.version")
+            for proc in c.call("core.psx"):
+                print(proc["PID"], proc["DSC"])
+    """
+
+    def __init__(
+        self,
+        address: str | Address | None = None,
+        *,
+        timeout: float | Timeouts | None = _DEFAULT_TIMEOUTS,
+        max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+        reply_path: str | None = None,
+        reply_dir: str | None = None,
+        udp_default: bool = False,
+    ) -> None:
+        self.address: Address = resolve_address(address, udp_default=udp_default)
+        self.timeouts: Timeouts = Timeouts.of(timeout)
+        self.max_reply_size = max_reply_size
+        self.reply_path = reply_path
+        self.reply_dir = reply_dir
+        self._sock: socket.socket | None = None
+        self._unlink: str | None = None
+        self._assembler = ReplyAssembler(max_reply_size)
+        self._buf = bytearray(DGRAM_RECV_SIZE if not self.address.is_stream else _STREAM_READ_SIZE)
+        self._cookie: int | None = None
+        self._used = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    @property
+    def reply_socket_path(self) -> str | None:
+        """The unixd reply socket file currently bound (removed by :meth:`close`)."""
+        return self._unlink
+
+    def connect(self) -> None:
+        """Open the connection now (otherwise the first call does).
+
+        Raises:
+            ResolveError, BindError, ConnectError, TransportTimeout.
+        """
+        if self._sock is not None:
+            return
+        self._sock, self._unlink = open_socket(
+            self.address,
+            connect_timeout=self.timeouts.connect,
+            reply_path=self.reply_path,
+            reply_dir=self.reply_dir,
+        )
+        self._assembler = ReplyAssembler(self.max_reply_size)
+        self._used = False
+
+    def close(self) -> None:
+        """Close the connection and remove a unixd reply socket file. Idempotent."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        path, self._unlink = self._unlink, None
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.address} {'connected' if self._sock else 'idle'}>"
+
+    # -- calls -------------------------------------------------------------------------------
+    def call(self, method: str, *params: Value) -> list[Value]:
+        """Call ``method`` and return the reply's top-level values (a list, maybe empty).
+
+        ``core.version`` gives ``["kamailio 5.6.3 ..."]``; ``core.psx`` a list of
+        :class:`~binrpc.Struct`; ``core.echo`` as many values as it was given.
+
+        Raises:
+            Fault: the server answered with a fault.
+            TransportError: connect/send/read failed (ConnectError, ConnectionClosed,
+                TransportTimeout, ...).
+            RemoteProtocolError: the reply is not valid binrpc, too large, or has another cookie.
+            LocalProtocolError: a parameter binrpc cannot carry.
+        """
+        return self.request(method, params).result()
+
+    def call_one(self, method: str, *params: Value) -> Value | None:
+        """Like :meth:`call` for methods that answer with one value: that value, ``None`` for an
+        empty reply.
+
+        Raises:
+            ValueError: the reply holds more than one value (use :meth:`call`).
+            and everything :meth:`call` raises.
+        """
+        values = self.call(method, *params)
+        if len(values) > 1:
+            raise ValueError(f"{method} returned {len(values)} values; use call()")
+        return values[0] if values else None
+
+    def request(
+        self,
+        method: str,
+        params: tuple[Value, ...] | list[Value] = (),
+        *,
+        trace: TraceHook | None = None,
+    ) -> Reply:
+        """Send one request and return the raw :class:`Reply` (a fault is returned, not raised).
+
+        Args:
+            trace: called with every chunk read and its offset in the reply.
+        """
+        self._cookie = cookie = next_cookie(self._cookie)
+        packet = build_request(method, params, cookie)
+        self._send(packet)
+        return self._receive(cookie, trace)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _stream_is_dead(self, sock: socket.socket) -> bool:
+        """A reused stream connection that the server closed (or that holds stray bytes)."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        if not readable:
+            return False
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return True  # EOF, or bytes nobody asked for: start afresh
+
+    def _send(self, packet: bytes) -> None:
+        sock = self._sock
+        reused = sock is not None and self.address.is_stream and self._used
+        if reused and sock is not None and self._stream_is_dead(sock):
+            self.close()
+        reconnected = self._sock is None
+        self.connect()
+        assert self._sock is not None
+        try:
+            self._sendall(self._sock, packet)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            if reconnected or not self.address.is_stream:
+                self.close()
+                raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+            # the server closed a reused connection between our check and the write
+            self.close()
+            self.connect()
+            assert self._sock is not None
+            self._sendall(self._sock, packet)
+        self._used = True
+
+    def _sendall(self, sock: socket.socket, packet: bytes) -> None:
+        sock.settimeout(self.timeouts.read)
+        try:
+            if self.address.is_stream:
+                sock.sendall(packet)
+            else:
+                sock.send(packet)
+        except TimeoutError:
+            self.close()
+            raise timeout_error("sending to", str(self.address), self.timeouts.read) from None
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except OSError as exc:
+            self.close()
+            raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+
+    def _receive(self, cookie: int, trace: TraceHook | None) -> Reply:
+        sock = self._sock
+        assert sock is not None
+        assembler = self._assembler
+        stream = self.address.is_stream
+        if not stream:
+            assembler.reset()
+        assembler.expect(cookie)
+        deadline = _deadline(self.timeouts.read)
+        got = 0
+        buf = self._buf
+        try:
+            while True:
+                reply = assembler.next_reply()
+                if reply is not None:
+                    return reply
+                sock.settimeout(_remaining(deadline))
+                try:
+                    n = sock.recv_into(buf)
+                except TimeoutError:
+                    raise timeout_error(
+                        "waiting for the reply from", str(self.address), self.timeouts.read
+                    ) from None
+                except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                    continue
+                except OSError as exc:
+                    raise os_error(
+                        ReceiveError, "cannot read the reply from", str(self.address), exc
+                    ) from exc
+                if n == 0 and stream:
+                    raise closed_error(str(self.address), got)
+                chunk = bytes(buf[:n])
+                if trace is not None:
+                    trace(chunk, got)
+                got += n
+                assembler.feed(chunk)
+        except BaseException as exc:
+            assembler.abandon(cookie)
+            if stream or not isinstance(exc, TransportError) or isinstance(exc, ConnectionClosed):
+                # the stream's position is unknown now: start afresh on the next call
+                self.close()
+            raise

@@ -34,20 +34,27 @@ from binrpc import (
 from binrpc._values import Struct
 
 
+def _request(data: bytes) -> None:
+    parse_request(data)[1].read_all()
+
+
+def _tokens(data: bytes) -> None:
+    for _ in BodyReader(data, strict=False).tokens():
+        pass
+
+
+def _strict(data: bytes) -> None:
+    decode_values(data, strict=True)
+
+
+STEPS = (parse_packet, _strict, decode_values, _request, decode_fault, _tokens)
+
+
 def check(data: bytes) -> None:
     """Run every decoder over ``data``; raise AssertionError on a broken invariant."""
-    steps = (
-        lambda: parse_packet(data),
-        lambda: decode_values(data, strict=True),
-        lambda: decode_values(data, strict=False),
-        parse_request(data)[1].read_all,
-        lambda: decode_fault(data),
-        lambda: list(BodyReader(data, strict=False).tokens()),
-        lambda: _frame(data),
-    )
-    for step in steps:
+    for step in (*STEPS, _frame):
         try:
-            step()
+            step(data)
         except RemoteProtocolError:
             pass
         except Exception as exc:  # the invariant is broken

@@ -13,8 +13,8 @@ from binrpc import Double, Struct, Value, decode_values, encode_values
 FUZZ_EXAMPLES = int(os.environ.get("BINRPC_FUZZ_EXAMPLES", "3000"))
 
 ints = st.integers(min_value=-(2**31), max_value=2**31 - 1)
-# a double survives when value x 1000 is a whole number in floating point too: 16.172 x 1000
-# is 16171.999..., which C (and so binrpc) truncates to 16171
+# a double survives when value x 1000 is a whole number in floating point too: 1.001 x 1000
+# is 1000.999..., which C (and so binrpc) truncates to 1000
 doubles = (
     st.integers(min_value=-(2**53), max_value=2**53)
     .map(lambda m: m / 1000)

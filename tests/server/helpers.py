@@ -1,0 +1,114 @@
+"""Shared helpers for the server tests: vectors and a sans-I/O request runner."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from binrpc import Struct, decode_values, encode_request, parse_packet, parse_request
+from binrpc._codec import MsgType
+from binrpc._errors import DecodeError
+from binrpc._rpc import BinrpcContext, Registry, RpcLimits, call_method
+from binrpc._values import Double
+
+VECTORS = Path(os.environ.get("BINRPC_VECTORS", "/work/shared/vectors/kamailio-5.6.3.jsonl"))
+
+
+def load_vectors() -> dict[int, dict[str, Any]]:
+    """The captured exchanges by id (empty when the file is not there)."""
+    if not VECTORS.exists():
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    with VECTORS.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                d = json.loads(line)
+                out[d["id"]] = d
+    return out
+
+
+def decode_reply(packet: bytes) -> tuple[str, int, Any]:
+    """("reply", cookie, values) or ("fault", cookie, (code, text))."""
+    p = parse_packet(packet)
+    assert p is not None, packet.hex()
+    values = decode_values(p.body)
+    if p.type == MsgType.FAULT:
+        return "fault", p.cookie, (values[0], values[1])
+    assert p.type == MsgType.REPLY
+    return "reply", p.cookie, values
+
+
+def run(
+    registry: Registry,
+    method: str,
+    params: Sequence[Any] = (),
+    *,
+    limits: RpcLimits | None = None,
+    cookie: int = 0x1234,
+    raw_params: bytes | None = None,
+    max_reply_size: int | None = None,
+) -> list[bytes]:
+    """Run one request through BinrpcContext synchronously; every packet the sink got."""
+    if raw_params is not None:
+        body = encode_request(method, (), cookie)
+        p0 = parse_packet(body)
+        assert p0 is not None
+        body = p0.body + raw_params
+    else:
+        p0 = parse_packet(encode_request(method, params, cookie))
+        assert p0 is not None
+        body = p0.body
+    name, reader = parse_request(body)
+    sent: list[bytes] = []
+    ctx = BinrpcContext(
+        reader,
+        cookie,
+        sent.append,
+        limits or RpcLimits(),
+        method=name,
+        registry=registry,
+        max_reply_size=max_reply_size,
+    )
+    m = registry.get(name)
+    assert m is not None, name
+    pending = call_method(m, ctx)
+    if pending is not None:
+        import asyncio
+
+        asyncio.run(pending)  # type: ignore[arg-type]
+    return sent
+
+
+def one(registry: Registry, method: str, params: Sequence[Any] = (), **kw: Any) -> tuple[str, Any]:
+    """Run and return (kind, values-or-(code, text)) for the single packet sent."""
+    sent = run(registry, method, params, **kw)
+    assert len(sent) == 1, sent
+    kind, cookie, payload = decode_reply(sent[0])
+    assert cookie == kw.get("cookie", 0x1234)
+    return kind, payload
+
+
+def typed(value: dict[str, Any]) -> Any:
+    """A vectors-file typed value -> Python value for encode_request."""
+    ((key, v),) = value.items()
+    if key == "int":
+        return v
+    if key == "str":
+        return v
+    if key == "str_hex":
+        return bytes.fromhex(v).decode("utf-8", "surrogateescape")
+    if key == "double":
+        return Double(v)
+    if key == "bytes":
+        return bytes.fromhex(v)
+    if key == "struct":
+        return Struct([(n, typed(x)) for n, x in v])
+    if key == "array":
+        return [typed(x) for x in v]
+    raise ValueError(key)
+
+
+__all__ = ["DecodeError", "decode_reply", "load_vectors", "one", "run", "typed"]

@@ -1,0 +1,235 @@
+"""Command-line parsing for ``binrpc``: kamcmd 1.5's GNU ``getopt`` behaviour plus long options
+for the extensions. No I/O here.
+
+Like GNU getopt (spec kamcmd 1.2) options are recognised anywhere (argv is permuted), clusters
+and attached arguments work (``-vf'%v'``, ``-sunixs:/x``), ``--`` ends the options, and
+``POSIXLY_CORRECT`` stops at the first non-option word. ``-h`` and ``-V`` act when they are
+met. Deviation (issue #4): once the method has been seen, a word that kamcmd would send as a
+number (``-5``, ``-1.5``, ``-0x10``) is an argument, not an option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ._argtype import looks_numeric
+from ._render import unescape_format
+
+__all__ = ["LONG_OPTIONS", "Options", "UsageExit", "parse_args", "usage_text"]
+
+_SHORT_WITH_ARG = frozenset("sfRDt")
+_SHORT_FLAGS = frozenset("UVhv")
+
+LONG_OPTIONS: dict[str, bool] = {
+    # name: takes an argument
+    "json": False,
+    "timeout": True,
+    "typed": False,
+    "batch": True,
+    "max-reply": True,
+    "kamcmd-exit": False,
+    "help": False,
+    "version": False,
+}
+
+
+@dataclass
+class Options:
+    """The parsed command line."""
+
+    sockets: list[str] = field(default_factory=list)
+    format: bytes | None = None
+    reply_path: str | None = None
+    reply_dir: str | None = None
+    verbose: int = 0
+    udp_default: bool = False
+    json: bool = False
+    timeout: float | None = None
+    typed: bool = False
+    batch: str | None = None
+    max_reply: int | None = None
+    kamcmd_exit: bool = False
+    words: list[str] = field(default_factory=list)
+
+
+class UsageExit(Exception):
+    """Stop now: print ``stdout``/``stderr`` and exit with ``status``."""
+
+    def __init__(self, status: int, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(status, stdout, stderr)
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def _unknown(opt: str) -> UsageExit:
+    if opt.isprintable() and len(opt) == 1:
+        return UsageExit(255, stderr=f"Unknown option `-{opt}'.\n")
+    if len(opt) == 1:
+        return UsageExit(255, stderr=f"Unknown option character `\\x{ord(opt):x}'.\n")
+    return UsageExit(255, stderr=f"Unknown option `{opt}'.\n")
+
+
+def _apply(opts: Options, letter: str, value: str | None) -> None:
+    if letter == "s":
+        assert value is not None
+        opts.sockets.append(value)
+    elif letter == "f":
+        assert value is not None
+        opts.format = unescape_format(value)
+    elif letter == "R":
+        opts.reply_path = value
+    elif letter == "D":
+        opts.reply_dir = value
+    elif letter == "v":
+        opts.verbose += 1
+    elif letter == "U":
+        opts.udp_default = True
+    elif letter == "h" or letter == "help":
+        raise UsageExit(0, stdout=usage_text())
+    elif letter == "V" or letter == "version":
+        from ._commands import version_text
+
+        raise UsageExit(0, stdout=version_text())
+    elif letter in ("t", "timeout"):
+        assert value is not None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0:
+            raise UsageExit(255, stderr=f"ERROR: bad timeout {value!r} (seconds > 0 expected)\n")
+        opts.timeout = seconds
+    elif letter == "json":
+        opts.json = True
+    elif letter == "typed":
+        opts.typed = True
+    elif letter == "batch":
+        opts.batch = value
+    elif letter == "max-reply":
+        assert value is not None
+        try:
+            opts.max_reply = int(value)
+        except ValueError:
+            opts.max_reply = 0
+        if opts.max_reply <= 0:
+            raise UsageExit(255, stderr=f"ERROR: bad --max-reply {value!r}\n")
+    elif letter == "kamcmd-exit":
+        opts.kamcmd_exit = True
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
+    """Parse ``argv`` (without the program name).
+
+    Raises:
+        UsageExit: -h, -V, or a usage error (``Unknown option `-x'.``, exit 255).
+    """
+    opts = Options()
+    words: list[str] = []
+    posix = "POSIXLY_CORRECT" in environ
+    i = 0
+    n = len(argv)
+    while i < n:
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            words.extend(argv[i:])
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            if name not in LONG_OPTIONS:
+                raise _unknown(arg.partition("=")[0])
+            if LONG_OPTIONS[name]:
+                if not eq:
+                    if i >= n:
+                        raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                    value = argv[i]
+                    i += 1
+                _apply(opts, name, value)
+            else:
+                if eq:
+                    raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                _apply(opts, name, None)
+            continue
+        if len(arg) < 2 or not arg.startswith("-") or (words and looks_numeric(arg)):
+            words.append(arg)
+            if posix:
+                words.extend(argv[i:])
+                break
+            continue
+        j = 1
+        while j < len(arg):
+            letter = arg[j]
+            j += 1
+            if letter in _SHORT_WITH_ARG:
+                if j < len(arg):
+                    value = arg[j:]
+                elif i < n:
+                    value = argv[i]
+                    i += 1
+                else:
+                    raise _unknown(letter)
+                _apply(opts, letter, value)
+                break
+            if letter in _SHORT_FLAGS:
+                _apply(opts, letter, None)
+                continue
+            raise _unknown(letter)
+    opts.words = words
+    return opts
+
+
+def usage_text() -> str:
+    """``-h`` / ``--help``."""
+    from ._commands import COMPAT_VERSION, PROGRAM, version_text
+
+    first = version_text().splitlines()[0]
+    return f"""{first}
+Usage: {PROGRAM} [options][-s address] [ cmd ]
+Options (as {COMPAT_VERSION}):
+    -s address  unix socket name or host name to send the commands on
+                (repeat -s to send the same command to several servers at once)
+    -R name     force reply socket name, for the unix datagram socket mode
+    -D dir      create the reply socket in dir [default: Linux abstract namespace]
+    -f format   print the result using format. Format elements:
+                  %v  - value
+                  %%  - literal %
+                (any other %x is printed literally; kamcmd would hang)
+    -v          verbose (print a '.' after each command; -vv packet headers, -vvv dumps)
+    -U          a bare address without '/' or port means udp (instead of unixs)
+    -V          version number
+    -h          this help message
+Extensions (not in kamcmd):
+    -t, --timeout SECONDS  connect and reply timeout for every transport [default: none]
+    --json                 print each reply as one JSON document (faults too):
+                           {{"result": [values]}} / {{"error": {{"code": N, "message": S}}}};
+                           a struct is an object whose values are lists of its members
+                           (repeated names kept; unnamed values under "")
+    --typed                accept typed arguments: i:INT d:DOUBLE b:BYTES s:STRING
+    --batch FILE           run the commands of FILE ('-' = stdin), one per line (shell-like
+                           quoting, '#' comments), over one connection, replies in order
+    --max-reply BYTES      largest reply accepted [default: 64 MiB; kamcmd: 128 KiB]
+    --kamcmd-exit          exit 0 after a fault, as kamcmd does
+address:
+    [proto:]name[:port]   where proto is one of tcp, udp, unixs or unixd
+                          e.g.:  tcp:localhost:2049 , unixs:/tmp/kamailio_ctl,
+                          tcp:[::1]:2049 (IPv6)
+    default: $BINRPC_SOCKET, else Kamailio's unixs:/var/run/kamailio//kamailio_ctl
+cmd:
+    method  [arg1 [arg2...]]
+arg:
+     string or number; to force a number to be interpreted as string
+     prefix it by "s:", e.g. s:1. After the method, negative numbers are arguments.
+exit status:
+    0 success, 1 the server answered with a fault (0 with --kamcmd-exit),
+    255 usage, transport or protocol error
+interactive mode (no cmd): history in $BINRPC_HISTORY [default: ~/.binrpc_history;
+    empty: no history file], tab completion of methods, aliases, builtins, cfg/cnt names
+Examples:
+        {PROGRAM} -s unixs:/tmp/kamailio_ctl system.listMethods
+        {PROGRAM} -f "pid: %v  desc: %v\\n" -s udp:localhost:2047 core.ps
+        {PROGRAM} ps  # uses default ctl socket
+        {PROGRAM}     # enters interactive mode on the default socket
+        {PROGRAM} --json -s tcp:localhost core.uptime
+"""

@@ -1,0 +1,209 @@
+"""The interactive mode (no method on the command line), as kamcmd's (spec kamcmd 5).
+
+* On a terminal: prompt_toolkit, with tab completion (method names from ``system.listMethods``,
+  aliases, builtins; cfg group/variable and counter group/name parameters, as kamcmd) and a
+  persistent history file: ``$BINRPC_HISTORY``, default ``~/.binrpc_history``; an empty
+  ``BINRPC_HISTORY`` keeps the history in memory only. Without prompt_toolkit: a plain reader.
+* Otherwise (piped input): a plain line reader that, like kamcmd with readline, prints the
+  prompt and echoes each line, so piped sessions give the same output as kamcmd's.
+
+Lines are split on spaces and TABs (no quoting, as kamcmd); the banner and the ``kamcmd> ``
+prompt are kept so that scripts driving kamcmd keep working (the banner names binrpc).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from .._codec import MsgType
+from .._errors import DecodeError, RemoteProtocolError, TransportError
+from ._commands import ALIASES, BUILTINS, banner
+from ._render import render_fault
+from ._runner import EXIT_OK, Quit, Runner
+
+__all__ = ["PROMPT", "CompletionData", "history_path", "interactive", "split_line"]
+
+PROMPT: Final = "kamcmd> "
+_TRIM: Final = " \t\r\n"
+
+HELP_LIKE: Final = ("?", "h", "help", "system.methodHelp", "system.methodSignature")
+CFG_CMDS: Final = (
+    "cfg.get",
+    "cfg.help",
+    "cfg.set_delayed_int",
+    "cfg.set_delayed_string",
+    "cfg.set_now_int",
+    "cfg.set_now_string",
+)
+CNT_GROUP_CMDS: Final = (
+    "cnt.get",
+    "cnt.get_raw",
+    "cnt.grp_get_all",
+    "cnt.reset",
+    "cnt.var_list",
+    "cnt.help",
+)
+CNT_NAME_CMDS: Final = ("cnt.get", "cnt.get_raw", "cnt.reset", "cnt.help")
+
+
+def split_line(line: str) -> list[str]:
+    """kamcmd's word splitting: trim, then split on runs of spaces and TABs (no quoting)."""
+    return [w for w in line.strip(_TRIM).replace("\t", " ").split(" ") if w]
+
+
+def history_path() -> str | None:
+    """The history file, or None for an in-memory history."""
+    env = os.environ.get("BINRPC_HISTORY")
+    if env is not None:
+        return env or None
+    return os.path.join(os.path.expanduser("~"), ".binrpc_history")
+
+
+class CompletionData:
+    """What can be completed, fetched once at start-up like kamcmd."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.cfg: dict[str, list[str]] = {}
+        self.counters: dict[str, list[str]] = {}
+
+    def candidates(self, words: list[str]) -> list[str]:
+        """Completions for the word after ``words`` (the words already complete)."""
+        if not words:
+            return self.commands
+        cmd = words[0]
+        if len(words) == 1:
+            if cmd in HELP_LIKE:
+                return self.commands
+            if cmd in CFG_CMDS:
+                return sorted(self.cfg)
+            if cmd in CNT_GROUP_CMDS:
+                return sorted(self.counters)
+        if len(words) == 2:
+            if cmd in CFG_CMDS:
+                return self.cfg.get(words[1], [])
+            if cmd in CNT_NAME_CMDS:
+                return self.counters.get(words[1], [])
+        return []
+
+
+def _strings(runner: Runner, method: str, *params: str) -> list[str]:
+    """The string values of an RPC's reply; faults printed, transport errors silent."""
+    try:
+        reply = runner.client.request(method, params)
+    except (TransportError, RemoteProtocolError):
+        return []
+    if reply.type == MsgType.FAULT:
+        runner.write(render_fault(reply.body).out)
+        return []
+    try:
+        return [v for v in reply.values() if isinstance(v, str)]
+    except DecodeError:
+        return []
+
+
+def fetch_completion(runner: Runner) -> CompletionData:
+    data = CompletionData()
+    methods = runner.fetch_methods() or []
+    data.commands = [a.name for a in ALIASES] + list(BUILTINS) + ["h"] + methods
+    if "cfg.list" in methods:
+        for item in _strings(runner, "cfg.list"):
+            group, sep, var = item.partition(": ")
+            if sep:
+                data.cfg.setdefault(group, []).append(var)
+    if "cnt.grps_list" in methods:
+        for group in _strings(runner, "cnt.grps_list"):
+            data.counters[group] = _strings(runner, "cnt.var_list", group)
+    return data
+
+
+def _execute(runner: Runner, line: str) -> bool:
+    """Run one line; False when the session must end."""
+    words = split_line(line)
+    if not words:
+        return True
+    try:
+        runner.run(words, interactive=True)
+    except Quit:
+        return False
+    finally:
+        runner.out.flush()
+    return True
+
+
+def _plain_lines(echo: bool, runner: Runner) -> Iterator[str]:
+    stdin = sys.stdin.buffer
+    out = runner.out
+    while True:
+        out.write(PROMPT.encode())
+        out.flush()
+        raw = stdin.readline()
+        if not raw:
+            return
+        line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+        if echo:
+            out.write(line.encode("utf-8", "surrogateescape") + b"\n")
+        yield line
+
+
+def _prompt_toolkit_lines(data: CompletionData) -> Iterable[str] | None:
+    try:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import Completer, Completion
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+    except ImportError:  # pragma: no cover - prompt_toolkit is an optional dependency
+        return None
+
+    class _Completer(Completer):
+        def get_completions(self, document, complete_event):  # type: ignore[no-untyped-def]
+            text = document.text_before_cursor
+            parts = text.replace("\t", " ").split(" ")
+            current = parts[-1]
+            done = [w for w in parts[:-1] if w]
+            for cand in sorted(set(data.candidates(done))):
+                if cand.startswith(current):
+                    yield Completion(cand, start_position=-len(current))
+
+    path = history_path()
+    history: History = InMemoryHistory()
+    if path is not None:
+        try:
+            with open(path, "a"):
+                pass
+            history = FileHistory(path)
+        except OSError:
+            history = InMemoryHistory()
+    session: PromptSession[str] = PromptSession(
+        history=history, completer=_Completer(), complete_while_typing=False
+    )
+
+    def lines() -> Iterator[str]:
+        while True:
+            try:
+                yield session.prompt(PROMPT)
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+
+    return lines()
+
+
+def interactive(runner: Runner) -> int:
+    """The interactive session; returns 0 (kamcmd's status whatever happened inside)."""
+    data = fetch_completion(runner)
+    runner.write(banner().encode())
+    runner.out.flush()
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    lines: Iterable[str] | None = None
+    if tty:
+        lines = _prompt_toolkit_lines(data)
+    if lines is None:
+        lines = _plain_lines(not tty, runner)
+    for line in lines:
+        if not _execute(runner, line):
+            break
+    return EXIT_OK

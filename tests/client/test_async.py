@@ -1,0 +1,95 @@
+"""AsyncClient: pipelining on one connection, replies matched by cookie, timeouts, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from binrpc import ConnectionClosed, Fault, TransportTimeout, encode_reply
+from binrpc._codec import parse_request
+from binrpc._framing import StreamFramer
+from binrpc.client import AsyncClient
+
+from .fakeserver import FakeServer, reply
+
+
+class ShufflingServer:
+    """Answers core.echo, but only in batches of ``batch`` requests, in random order."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.connections = 0
+        self.max_pending = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        framer = StreamFramer(1 << 20)
+        pending: list[bytes] = []
+        while data := await reader.read(65536):
+            framer.feed(data)
+            while (packet := framer.next_packet()) is not None:
+                _method, rd = parse_request(packet.body)
+                rd.strict = False
+                pending.append(encode_reply(rd.read_all(), packet.cookie))
+            self.max_pending = max(self.max_pending, len(pending))
+            if len(pending) >= self.batch:
+                random.shuffle(pending)
+                writer.write(b"".join(pending))
+                pending.clear()
+                await writer.drain()
+        writer.close()
+
+
+async def test_pipelines_1000_concurrent_calls_out_of_order() -> None:
+    srv = ShufflingServer(batch=50)
+    server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        async with AsyncClient(f"tcp:127.0.0.1:{port}", timeout=10) as c:
+            results = await asyncio.gather(*(c.call("core.echo", i, f"s{i}") for i in range(1000)))
+        assert results == [[i, f"s{i}"] for i in range(1000)]
+        assert srv.connections == 1
+        # replies were only sent once 50 requests were waiting: they really were pipelined
+        assert srv.max_pending >= 50
+
+
+@pytest.mark.parametrize("proto", ["unixs", "unixd", "udp", "tcp"])
+async def test_every_transport(proto: str) -> None:
+    with FakeServer(proto) as srv:
+        async with AsyncClient(srv.address, timeout=5) as c:
+            assert await c.call_one("core.version") == "fake 1.0"
+            many = await asyncio.gather(*(c.call("core.echo", i) for i in range(50)))
+            assert many == [[i] for i in range(50)]
+            with pytest.raises(Fault):
+                await c.call("nope")
+
+
+async def test_timeout_and_late_reply_dropped() -> None:
+    def handler(method: str, params: list[Any], cookie: int) -> list[Any]:
+        if method == "late":
+            return [0.5, reply(["late"], cookie)]
+        return [reply(params, cookie)]
+
+    with FakeServer("tcp", handler) as srv:
+        async with AsyncClient(srv.address, timeout=0.2) as c:
+            with pytest.raises(TransportTimeout):
+                await c.call("late")
+            await asyncio.sleep(0.6)
+            assert await c.call("core.echo", 1) == [1]
+
+
+async def test_close_mid_reply_fails_waiters_then_reconnects() -> None:
+    def handler(method: str, params: list[Any], cookie: int) -> list[Any]:
+        if method == "cut":
+            return [reply(["x" * 100], cookie)[:10], None]
+        return [reply(params, cookie)]
+
+    with FakeServer("unixs", handler) as srv:
+        async with AsyncClient(srv.address, timeout=5) as c:
+            with pytest.raises(ConnectionClosed):
+                await c.call("cut")
+            assert await c.call("core.echo", 2) == [2]
+            assert srv.connections == 2

@@ -8,7 +8,7 @@ from fuzz.codec_target import check, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binrpc import Double, Struct, Value, decode_values, encode_values
+from binrpc import BodyReader, DecodeError, Double, Struct, Value, decode_values, encode_values
 
 FUZZ_EXAMPLES = int(os.environ.get("BINRPC_FUZZ_EXAMPLES", "3000"))
 
@@ -68,6 +68,35 @@ def test_fuzz_mutated_valid_bodies(vals: list[Value], data: st.DataObject) -> No
         if wire:
             wire[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
     check(bytes(wire))
+
+
+def _both_ways(data: bytes, strict: bool) -> tuple[object, object]:
+    results = []
+    for fast in (True, False):
+        reader = BodyReader(data, strict=strict)
+        try:
+            out = []
+            while not reader.at_end():
+                out.append(reader.read_value() if fast else reader._read_value_tokens())
+            results.append(out)
+        except DecodeError as exc:
+            results.append((exc.code, reader.pos))
+    return results[0], results[1]
+
+
+@settings(max_examples=FUZZ_EXAMPLES)
+@given(st.lists(values, max_size=4), st.data(), st.booleans())
+def test_fast_decoder_agrees_with_the_token_decoder(
+    vals: list[Value], data: st.DataObject, strict: bool
+) -> None:
+    wire = bytearray(encode_values(vals))
+    for _ in range(data.draw(st.integers(0, 3))):
+        if wire and data.draw(st.booleans()):
+            wire[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
+        else:
+            wire.insert(data.draw(st.integers(0, len(wire))), data.draw(st.integers(0, 255)))
+    fast, slow = _both_ways(bytes(wire), strict)
+    assert fast == slow
 
 
 def test_fuzz_mutation_loop_bounded() -> None:

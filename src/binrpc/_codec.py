@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 from ._errors import (
     E_BAD_RECORD,
@@ -522,6 +522,15 @@ class BodyReader:
         Raises:
             DecodeError: as :meth:`next_token`; the cursor is then left unchanged.
         """
+        if not self._stack:
+            fast = _fast_value(self._body, self.pos, self._end, self.strict, self.max_depth)
+            if fast is not None:
+                self.pos = fast[1]
+                return fast[0]
+        return self._read_value_tokens()
+
+    def _read_value_tokens(self) -> Value:
+        """read_value() through next_token(): the reference for every rule and error."""
         start = self.pos
         depth0 = len(self._stack)
         try:
@@ -560,6 +569,145 @@ class BodyReader:
         while self.pos < self._end:
             out.append(self.read_value())
         return out
+
+
+def _fast_value(
+    body: bytes, pos: int, end: int, strict: bool, max_depth: int
+) -> tuple[Value, int] | None:
+    """Decode one well-formed top-level value quickly: ``(value, next pos)``, or None.
+
+    None means "not the common well-formed case": the caller then runs the token decoder,
+    which is the reference for every rule and error. This path accepts nothing that the
+    token decoder refuses and yields the same values (a differential test checks it).
+    """
+    from_bytes = int.from_bytes
+    root: Struct | list[Value] | None = None
+    containers: list[list[Any]] = []  # the member list of each open container
+    kinds: list[int] = []  # T_STRUCT / T_ARRAY per open container
+    cur: list[Any] | None = None
+    in_struct = False
+    while True:
+        if pos >= end:
+            return None
+        tag = body[pos]
+        name: str | None = None
+        if in_struct:
+            if tag & 0x0F == T_AVP:
+                size = tag >> 4
+                pos += 1
+                if size & 8:
+                    nlen = size & 7
+                    if pos + nlen > end:
+                        return None
+                    length = from_bytes(body[pos : pos + nlen], "big")
+                    pos += nlen
+                else:
+                    length = size
+                nxt = pos + length
+                if nxt >= end:  # the member's value must follow
+                    return None
+                stop = nxt - 1 if length and body[nxt - 1] == 0 else nxt
+                name = body[pos:stop].decode("utf-8", "surrogateescape")
+                pos = nxt
+                tag = body[pos]
+                if tag & 0x0F not in _SCALARS and tag & 0x8F != T_STRUCT:
+                    return None
+            elif tag == 0x80 | T_STRUCT:
+                pos += 1
+                kinds.pop()
+                containers.pop()
+                if not containers:
+                    return root, pos  # type: ignore[return-value]
+                value: object = None
+                cur = containers[-1]
+                in_struct = kinds[-1] == T_STRUCT
+                continue
+            elif strict:
+                return None
+        rtype = tag & 0x0F
+        size = tag >> 4
+        pos += 1
+        if rtype == T_STR:
+            if size & 8:
+                nlen = size & 7
+                if pos + nlen > end:
+                    return None
+                length = from_bytes(body[pos : pos + nlen], "big")
+                pos += nlen
+            else:
+                length = size
+            nxt = pos + length
+            if nxt > end:
+                return None
+            stop = nxt - 1 if length and body[nxt - 1] == 0 else nxt
+            value = body[pos:stop].decode("utf-8", "surrogateescape")
+            pos = nxt
+        elif rtype == T_INT or rtype == T_BYTES:
+            if size & 8:
+                nlen = size & 7
+                if pos + nlen > end:
+                    return None
+                length = from_bytes(body[pos : pos + nlen], "big")
+                pos += nlen
+            else:
+                length = size
+            nxt = pos + length
+            if nxt > end:
+                return None
+            if rtype == T_INT:
+                acc = from_bytes(body[max(pos, nxt - 4) : nxt], "big")
+                value = acc - _U32 if acc >= 0x80000000 else acc
+            else:
+                value = body[pos:nxt]
+            pos = nxt
+        elif rtype == T_DOUBLE:
+            nxt = pos + size
+            if nxt > end:
+                return None
+            acc = from_bytes(body[max(pos, nxt - 8) : nxt], "big")
+            value = (acc - _U64 if acc >= 1 << 63 else acc) / 1000.0
+            pos = nxt
+        elif rtype == T_STRUCT or rtype == T_ARRAY:
+            if size & 8:  # an end marker (a struct end inside a struct was handled above)
+                nlen = size & 7
+                if pos + nlen > end or not kinds or kinds[-1] != rtype or rtype != T_ARRAY:
+                    return None
+                pos += nlen
+                kinds.pop()
+                containers.pop()
+                if not containers:
+                    return root, pos  # type: ignore[return-value]
+                cur = containers[-1]
+                in_struct = kinds[-1] == T_STRUCT
+                continue
+            if pos + size > end or len(kinds) >= max_depth:
+                return None
+            new: Struct | list[Value]
+            items: list[Any]
+            if rtype == T_STRUCT:
+                new = Struct.__new__(Struct)
+                new._pairs = items = []
+            else:
+                new = items = []
+            if cur is None:
+                root = new
+            elif in_struct:
+                cur.append((name, new))
+            else:
+                cur.append(new)
+            containers.append(items)
+            kinds.append(rtype)
+            cur = items
+            in_struct = rtype == T_STRUCT
+            continue
+        else:
+            return None
+        if cur is None:
+            return value, pos
+        if in_struct:
+            cur.append((name, value))
+        else:
+            cur.append(value)
 
 
 def decode_values(

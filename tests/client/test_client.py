@@ -93,10 +93,13 @@ def test_read_timeout_fires(proto: str) -> None:
     def late(params: list[Any], cookie: int) -> list[Any]:
         return [1.0, reply(["late"], cookie)]
 
-    with FakeServer(proto, _handler_with({"late": late})) as srv:
-        with Client(srv.address, timeout=Timeouts(connect=2, read=0.2)) as c:
+    with (
+        FakeServer(proto, _handler_with({"late": late})) as srv,
+        Client(srv.address, timeout=Timeouts(connect=2, read=0.2)) as c,
+    ):
+        if True:
             t0 = time.monotonic()
-            with pytest.raises(TransportTimeout, match="timed out after 0.2 s") as info:
+            with pytest.raises(TransportTimeout, match=r"timed out after 0\.2 s") as info:
                 c.call("late")
             assert isinstance(info.value, TimeoutError)
             assert time.monotonic() - t0 < 0.9
@@ -135,9 +138,12 @@ def test_close_without_reply(proto: str) -> None:
     def drop(params: list[Any], cookie: int) -> list[Any]:
         return [None]
 
-    with FakeServer(proto, _handler_with({"drop": drop})) as srv, Client(srv.address) as c:
-        with pytest.raises(ConnectionClosed, match="before replying"):
-            c.call("drop")
+    with (
+        FakeServer(proto, _handler_with({"drop": drop})) as srv,
+        Client(srv.address) as c,
+        pytest.raises(ConnectionClosed, match="before replying"),
+    ):
+        c.call("drop")
 
 
 @pytest.mark.parametrize("proto", ["unixs", "tcp"])
@@ -193,9 +199,12 @@ def test_reply_size_limit() -> None:
         return [reply(["z" * 5000], cookie)]
 
     h = _handler_with({"huge": huge})
-    with FakeServer("tcp", h) as srv, Client(srv.address, max_reply_size=4096) as c:
-        with pytest.raises(PacketTooLarge):
-            c.call("huge")
+    with (
+        FakeServer("tcp", h) as srv,
+        Client(srv.address, max_reply_size=4096) as c,
+        pytest.raises(PacketTooLarge),
+    ):
+        c.call("huge")
 
 
 def test_lenient_replies_unnamed_values_and_arrays() -> None:
@@ -271,9 +280,11 @@ def test_unixd_reply_socket_removed_after_errors(tmp_path: Any) -> None:
 
     with FakeServer("unixd", _handler_with({"never": never})) as srv:
         exact = str(tmp_path / "r.sock")
-        with Client(srv.address, reply_path=exact, timeout=0.2) as c:
-            with pytest.raises(TransportTimeout):
-                c.call("never")
+        with (
+            Client(srv.address, reply_path=exact, timeout=0.2) as c,
+            pytest.raises(TransportTimeout),
+        ):
+            c.call("never")
         assert not os.path.exists(exact)
 
 
@@ -288,6 +299,9 @@ def test_fault_helper_roundtrip() -> None:
     def f(params: list[Any], cookie: int) -> list[Any]:
         return [fault(404, "not here", cookie)]
 
-    with FakeServer("udp", _handler_with({"f": f})) as srv, Client(srv.address) as c:
-        with pytest.raises(Fault, match="404 - not here"):
-            c.call("f")
+    with (
+        FakeServer("udp", _handler_with({"f": f})) as srv,
+        Client(srv.address) as c,
+        pytest.raises(Fault, match="404 - not here"),
+    ):
+        c.call("f")

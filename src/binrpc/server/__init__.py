@@ -1,0 +1,33 @@
+"""The binrpc (Kamailio ``ctl``) server: asyncio listeners over a sans-I/O core.
+
+::
+
+    from binrpc.server import Registry, serve
+
+    registry = Registry()
+
+    @registry.rpc("math.add")
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    async with serve(registry, "unixs:/tmp/x.sock", "tcp:127.0.0.1:2049") as srv:
+        await srv.serve_forever()
+"""
+
+from .._rpc import Method, Registry, RpcContext, RpcLimits, ScanResult
+from ._options import ServerOptions
+from ._server import Listener, Server, serve
+from ._sockets import ListenerError
+
+__all__ = [
+    "Listener",
+    "ListenerError",
+    "Method",
+    "Registry",
+    "RpcContext",
+    "RpcLimits",
+    "ScanResult",
+    "Server",
+    "ServerOptions",
+    "serve",
+]

@@ -1,0 +1,298 @@
+"""asyncio protocols: one per stream connection, one per datagram listener.
+
+They move bytes only: framing is :class:`~binrpc.StreamFramer` / :func:`~binrpc.parse_packet`,
+requests are run by :func:`~binrpc._rpc.call_method` on a :class:`~binrpc._rpc.BinrpcContext`.
+Synchronous handlers run inline in ``data_received``; only async handlers get a Task. Replies
+on one connection leave in request order (a queue of reply slots per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
+from .._errors import DecodeError, PacketTooLarge
+from .._rpc import BinrpcContext, call_method
+
+if TYPE_CHECKING:
+    from ._server import Listener, Server
+
+__all__ = ["DatagramEndpoint", "StreamConnection"]
+
+log = logging.getLogger("binrpc.server")
+
+CORRUPTED_FAULT: Final = encode_fault(400, "bad request: corrupted packet", 0)
+
+
+def dispatch(
+    server: Server,
+    packet: Packet,
+    sink: Callable[[bytes], object],
+    connection: StreamConnection | None,
+    max_reply_size: int | None,
+) -> tuple[Awaitable[None] | None, bool]:
+    """Run one request packet. Returns (coroutine to schedule or None, close the stream?)."""
+    cookie = packet.cookie
+    if packet.type != MsgType.REQUEST:
+        sink(encode_fault(400, "bad request: corrupted packet", cookie))
+        return None, True
+    try:
+        name, reader = parse_request(packet.body)
+    except DecodeError as exc:
+        sink(encode_fault(400, f"bad request method: {exc.text}", cookie))
+        return None, True
+    method = server.methods.get(name)
+    if method is None:
+        text = f"command {name} not found"
+        sink(encode_fault(500, text[:254], cookie))
+        return None, False
+    ctx = BinrpcContext(
+        reader,
+        cookie,
+        sink,
+        server.limits,
+        method=name,
+        registry=server.methods,
+        server=server,
+        connection=connection,
+        max_reply_size=max_reply_size,
+    )
+    return call_method(method, ctx), False
+
+
+class _Slot:
+    """A reply position in a connection's output queue."""
+
+    __slots__ = ("conn", "data")
+
+    def __init__(self, conn: StreamConnection) -> None:
+        self.conn = conn
+        self.data: bytes | None = None
+
+    def put(self, data: bytes) -> None:
+        self.data = data
+        self.conn._flush()
+
+
+class StreamConnection(asyncio.Protocol):
+    """One accepted TCP or unix stream connection."""
+
+    def __init__(self, server: Server, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.framer = server.new_framer()
+        self.peer: tuple[str, str] = ("<anonymous unix socket>", "")
+        self._queue: deque[_Slot] = deque()
+        self._closing = False  # no more requests are read
+        self._closed = False
+        self._eof = False
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._registered = False
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        if server.closing or len(server.connections) >= server.options.max_connections:
+            # ctl accepts and closes at once: the client sees EOF
+            transport.abort()
+            self._closed = True
+            return
+        server.connections[self] = None
+        self._registered = True
+        sock = transport.get_extra_info("socket")
+        if self.listener.address.proto == "tcp":
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.peer = (str(peer[0]), str(peer[1]))
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+        idle = server.options.idle_timeout
+        if idle is not None:
+            loop = asyncio.get_running_loop()
+            self._last_activity = loop.time()
+            self._idle_timer = loop.call_later(idle, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._idle_timer is not None:
+            self._last_activity = asyncio.get_running_loop().time()
+        framer = self.framer
+        framer.feed(data)
+        while not self._closing:
+            try:
+                packet = framer.next_packet()
+            except PacketTooLarge:
+                # ctl: "buffer overrun", close without a reply (and we never buffer it)
+                self._abort()
+                return
+            except DecodeError:
+                self._fault_and_close(CORRUPTED_FAULT)
+                return
+            if packet is None:
+                return
+            slot = _Slot(self)
+            self._queue.append(slot)
+            pending, close = dispatch(self.server, packet, slot.put, self, None)
+            if pending is not None:
+                self.server.spawn(pending)
+            if close:
+                self._start_closing()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._closing = True
+        # keep the write side open while replies are pending
+        return bool(self._queue)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._closing = True
+        self._cancel_timers()
+        self._queue.clear()
+        if self._registered:
+            self.server.connections.pop(self, None)
+            self._registered = False
+            self.server.connection_gone()
+
+    def pause_writing(self) -> None:
+        # the client does not read: stop reading its requests and give it write_timeout
+        if self.transport is not None and not self._closed:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+        timeout = self.server.options.write_timeout
+        if timeout is not None and self._write_timer is None:
+            self._write_timer = asyncio.get_running_loop().call_later(timeout, self._abort)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        if self.transport is not None and not self._closing:
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
+
+    # -- output -----------------------------------------------------------------------------
+    def _flush(self) -> None:
+        queue = self._queue
+        transport = self.transport
+        if self._closed or transport is None:
+            queue.clear()
+            return
+        while queue and queue[0].data is not None:
+            transport.write(queue.popleft().data)  # type: ignore[arg-type]
+        if not queue and self._closing:
+            transport.close()
+
+    def _fault_and_close(self, packet: bytes) -> None:
+        slot = _Slot(self)
+        self._queue.append(slot)
+        self._start_closing()
+        slot.put(packet)
+
+    def _start_closing(self) -> None:
+        """Read no more requests; close once the replies already due are written."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.transport is not None and not self._closed:
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+            if not self._queue:
+                self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server shutdown: no more requests; close after the pending replies."""
+        self._start_closing()
+        self._flush()
+
+    def _abort(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._write_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._write_timer = self._idle_timer = None
+
+    def _check_idle(self) -> None:
+        idle = self.server.options.idle_timeout
+        if idle is None or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        remaining = self._last_activity + idle - loop.time()
+        if remaining <= 0 and not self._queue:
+            log.info("closing idle connection from %s", self.peer[0])
+            self._idle_timer = None
+            self._start_closing()
+            return
+        self._idle_timer = loop.call_later(
+            max(remaining, 0.05) if remaining > 0 else idle, self._check_idle
+        )
+
+    # -- ctl.who ----------------------------------------------------------------------------
+    def who_row(self) -> tuple[str, str, str, str, str, str]:
+        lst = self.listener
+        return ("binrpc", lst.address.transport_name, self.peer[0], self.peer[1],
+                lst.local_host, lst.local_port)  # fmt: skip
+
+
+class DatagramEndpoint(asyncio.DatagramProtocol):
+    """A UDP or unix datagram listener: one request per datagram, one reply datagram."""
+
+    def __init__(self, server: Server, listener: Listener, max_reply_size: int) -> None:
+        self.server = server
+        self.listener = listener
+        self.max_reply_size = max_reply_size
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (asyncio's selector datagram transport does not subclass DatagramTransport)
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.server.closing:
+            return
+        try:
+            packet = parse_packet(data)
+        except DecodeError:
+            self._send(addr, CORRUPTED_FAULT)
+            return
+        if packet is None:
+            return  # incomplete: ignored, as ctl does
+        pending, _ = dispatch(
+            self.server, packet, lambda reply: self._send(addr, reply), None, self.max_reply_size
+        )
+        if pending is not None:
+            self.server.spawn(pending)
+
+    def _send(self, addr: Any, data: bytes) -> None:
+        transport = self.transport
+        if not addr or transport is None or transport.is_closing():
+            # an unbound unix datagram sender cannot get a reply (ctl logs the same)
+            return
+        transport.sendto(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("datagram listener %s: %s", self.listener.address, exc)

@@ -1,0 +1,79 @@
+"""Server options: the ctl module parameters plus the limits ctl hard-codes or lacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .._framing import DEFAULT_MAX_PACKET_SIZE
+from .._rpc import RpcLimits
+
+__all__ = ["ServerOptions"]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything that can be tuned on a :class:`~binrpc.server.Server`.
+
+    The first group has the names, units and defaults of the Kamailio ``ctl`` module
+    parameters (spec 7.1); the second group are limits ctl hard-codes (or lacks).
+    """
+
+    mode: int = 0o600
+    """Permissions of unix socket files (ctl ``mode``). 0 leaves them as created (umask)."""
+    user: str | int | None = None
+    """Owner of unix socket files: a user name or a uid (ctl ``user``). Unlike ctl, setting
+    only ``user`` or only ``group`` is enough to chown."""
+    group: str | int | None = None
+    """Group of unix socket files: a group name or a gid (ctl ``group``)."""
+    autoconversion: bool = False
+    """Convert scanned parameters to the type the RPC asks for (ctl ``autoconversion``)."""
+    binrpc_buffer_size: int = 1024
+    """Bytes of printf scratch: longer ``rpl_printf``/``struct_printf`` output is dropped
+    (ctl ``binrpc_buffer_size``; bytes, not KiB)."""
+    binrpc_max_body_size: int = 32
+    """KiB of top-level reply (ctl ``binrpc_max_body_size``; <= 0 means 4). Bounds what one
+    ``add`` sequence can make the server build; struct contents are limited separately."""
+    binrpc_struct_max_body_size: int = 8
+    """KiB per struct (ctl ``binrpc_struct_max_body_size``; <= 0 means 1)."""
+
+    max_connections: int = 128
+    """Open stream connections (all stream listeners together); a connection beyond this is
+    closed as soon as it is accepted. ctl's fixed limit; bounds memory and file descriptors."""
+    idle_timeout: float | None = None
+    """Seconds a stream connection may stay silent with nothing in progress before it is
+    closed. None (the ctl behaviour) never reaps idle or dead clients."""
+    write_timeout: float | None = 5.0
+    """Seconds a reply may wait for a client that does not read before the connection is
+    closed. Replies are never truncated (ctl silently truncates them after 10 ms)."""
+    max_request_size: int = DEFAULT_MAX_PACKET_SIZE
+    """Largest request packet (header + body). ctl reads each connection into a 65535-byte
+    buffer; a bigger request closes the stream without a reply and is never buffered."""
+    shutdown_timeout: float = 5.0
+    """Seconds :meth:`~binrpc.server.Server.close` waits for running async handlers so that
+    their replies can still be sent; then they are cancelled."""
+    builtins: bool = True
+    """Also serve the built-in ``core.*``, ``system.*`` and ``ctl.*`` RPCs (the user's
+    registry wins for a name it defines too)."""
+    fifo: tuple[str, ...] = field(default=())
+    """FIFO text-protocol listeners (ctl ``fifo``). Not supported yet: a non-empty value is
+    refused at start-up."""
+
+    def limits(self) -> RpcLimits:
+        """The per-request limits, in bytes, with ctl's fallbacks for values <= 0."""
+        body = self.binrpc_max_body_size if self.binrpc_max_body_size > 0 else 4
+        struct = self.binrpc_struct_max_body_size if self.binrpc_struct_max_body_size > 0 else 1
+        return RpcLimits(
+            buffer_size=self.binrpc_buffer_size,
+            max_body_size=body * 1024,
+            struct_max_body_size=struct * 1024,
+            autoconversion=bool(self.autoconversion),
+        )
+
+    def with_changes(self, **changes: Any) -> ServerOptions:
+        """A copy with some fields changed (unknown names raise TypeError)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

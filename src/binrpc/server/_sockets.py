@@ -1,0 +1,169 @@
+"""Create, secure and remove listening sockets. Blocking calls, used at start-up only."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import socket
+import stat
+from dataclasses import dataclass
+
+from .._address import Address
+
+__all__ = ["ListenerError", "OpenedSocket", "open_socket", "remove_socket_file", "resolve_ids"]
+
+_UNIX_DGRAM_SNDBUF = 1 << 18
+"""Unix datagram replies up to 64 KiB must fit the send buffer in one piece."""
+
+
+class ListenerError(OSError):
+    """A listener could not be created; the message names the address."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSocket:
+    """A bound socket and, for unix sockets, the identity of the file we created."""
+
+    sock: socket.socket
+    address: Address
+    file_id: tuple[int, int] | None = None  # (st_dev, st_ino)
+
+
+def resolve_ids(user: str | int | None, group: str | int | None) -> tuple[int, int]:
+    """User/group names or ids -> (uid, gid), -1 for "leave unchanged".
+
+    Raises:
+        ListenerError: an unknown user or group name.
+    """
+    uid = gid = -1
+    if user is not None and user != "":
+        if isinstance(user, int) or str(user).isdigit():
+            uid = int(user)
+        else:
+            try:
+                uid = pwd.getpwnam(str(user)).pw_uid
+            except KeyError:
+                raise ListenerError(f"unknown user {user!r}") from None
+    if group is not None and group != "":
+        if isinstance(group, int) or str(group).isdigit():
+            gid = int(group)
+        else:
+            try:
+                gid = grp.getgrnam(str(group)).gr_gid
+            except KeyError:
+                raise ListenerError(f"unknown group {group!r}") from None
+    return uid, gid
+
+
+def _alive(path: str) -> bool:
+    """Does a live socket answer at ``path``? (stream first, then datagram)"""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(path)
+            except OSError as exc:
+                if exc.errno == errno.EPROTOTYPE:
+                    continue  # a socket of the other kind: try that one
+                # EAGAIN: the backlog is full, so somebody is listening
+                return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+            return True
+    return False
+
+
+def _prepare_unix_path(address: Address) -> None:
+    path = address.path
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ListenerError(f"{address}: cannot check {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenerError(f"{address}: {path} exists and is not a socket; not removing it")
+    if _alive(path):
+        raise ListenerError(f"{address}: another server is listening on {path}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale socket left by a dead server
+
+
+def _inet_family(address: Address, kind: int) -> tuple[int, tuple[object, ...]]:
+    host = address.bind_host
+    try:
+        infos = socket.getaddrinfo(host, address.port, 0, kind, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenerError(f"{address}: cannot resolve {address.host!r}: {exc}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def open_socket(address: Address, mode: int, uid: int, gid: int) -> OpenedSocket:
+    """Create and bind the socket for ``address`` (unixs, unixd, udp, tcp); streams are not
+    yet listening (asyncio does that).
+
+    Raises:
+        ListenerError: the socket cannot be created, bound, chmod-ed or chown-ed.
+    """
+    proto = address.proto
+    if proto in ("unixs", "unixd"):
+        kind = socket.SOCK_STREAM if proto == "unixs" else socket.SOCK_DGRAM
+        _prepare_unix_path(address)
+        sock = socket.socket(socket.AF_UNIX, kind)
+        try:
+            if kind == socket.SOCK_DGRAM:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UNIX_DGRAM_SNDBUF)
+            sock.bind(address.path)
+            st = os.stat(address.path)
+            file_id = (st.st_dev, st.st_ino)
+            try:
+                if mode:
+                    os.chmod(address.path, mode)
+                if uid != -1 or gid != -1:
+                    os.chown(address.path, uid, gid)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(address.path)
+                raise ListenerError(
+                    f"{address}: cannot set mode/owner of {address.path}: {exc.strerror}"
+                ) from None
+            sock.setblocking(False)
+        except ListenerError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            raise ListenerError(f"{address}: cannot bind: {exc.strerror or exc}") from None
+        return OpenedSocket(sock, address, file_id)
+    if proto in ("udp", "tcp"):
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        family, sockaddr = _inet_family(address, kind)
+        sock = socket.socket(family, kind)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise ListenerError(f"{address}: cannot bind: {exc.strerror or exc}") from None
+        return OpenedSocket(sock, address)
+    raise ListenerError(f"{address}: {proto} listeners are not supported")
+
+
+def remove_socket_file(opened: OpenedSocket) -> None:
+    """Unlink a unix socket file if it is still the one we created."""
+    if opened.file_id is None:
+        return
+    path = opened.address.path
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) == opened.file_id:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

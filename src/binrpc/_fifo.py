@@ -1,0 +1,654 @@
+"""The ctl module's legacy FIFO text protocol, sans-I/O: framing, requests, replies.
+
+A request (spec 8.1)::
+
+    :<method>:<reply_name>\\n
+    <param line>\\n
+    ...
+    \\n                       <- an empty line ends the request
+
+and its reply (spec 8.3)::
+
+    <code> <reason>\\n
+    <body>
+
+The same text runs over a real FIFO (replies go to a reply FIFO named in the request) and over
+UDP, TCP and unix sockets (replies go back to the sender). The RPCs are those of the binrpc
+registry; :class:`FifoContext` implements :class:`~binrpc._rpc.RpcContext` over parameter
+lines.
+
+Where Kamailio 5.6.3's FIFO is broken we implement the intended behaviour (listed in the
+README): reply bodies are not corrupted; ``*`` does not eat a line (so ``core.echo`` works);
+a CRLF line ending does not end the request (``\\r`` before ``\\n`` is dropped); struct
+members come out in the order they were added, nested structs where they belong, and a line
+always ends with ``\\n``; the 64-bit formats (``l j L J``) and ``u`` work (so ``core.shmmem``
+does); ``.`` (autoconversion) is accepted; an invalid first line gets a ``400`` reply instead
+of a bogus ``200 OK``; a datagram without the final empty line is still one request.
+Kept as in Kamailio: the escapes (``\\c`` and ``\\o`` mean ``:`` and ``,`` on input but are
+written for ``,`` and ``:`` on output), negative integers printed as their unsigned 64-bit
+value, ``rpl_printf`` text without a newline, ``fault`` replacing only the status line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._errors import Fault, RemoteProtocolError
+from ._rpc import (
+    MISSING,
+    MethodTable,
+    RpcContext,
+    ScanResult,
+    ServerInfo,
+    _strtod,
+    _wrap_int,
+)
+from ._values import Double, Struct
+
+__all__ = [
+    "DEFAULT_MAX_REQUEST_SIZE",
+    "FifoContext",
+    "FifoFramer",
+    "FifoRequest",
+    "FifoRequestError",
+    "FifoTooLarge",
+    "escape",
+    "parse_fifo_request",
+    "render_status",
+    "unescape",
+]
+
+log = logging.getLogger("binrpc.fifo")
+
+DEFAULT_MAX_REQUEST_SIZE: Final = 65535
+"""Largest request buffered: the ctl module reads each FIFO and connection into a 65535-byte
+buffer. Unlike ctl (whose FIFO is dead for good once that buffer fills without a request in
+it), we discard the buffer and go on."""
+
+MAX_REASON: Final = 1023
+"""The status line's reason is cut here (ctl formats it into 1024 bytes)."""
+
+_U64: Final = 1 << 64
+
+
+class FifoRequestError(RemoteProtocolError):
+    """A FIFO request whose first line is not ``:method:reply_name``."""
+
+
+class FifoTooLarge(RemoteProtocolError):
+    """More than the limit was buffered without a complete request (the buffer is dropped)."""
+
+
+# --------------------------------------------------------------------------------------------
+# escapes
+
+_UNESCAPE: Final = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t", "0": "\0", "c": ":", "o": ","}
+_ESCAPE_BASIC: Final = str.maketrans(
+    {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0"}
+)
+_ESCAPE_FULL: Final = str.maketrans(
+    {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0", ":": "\\o", ",": "\\c"}
+)
+
+
+def unescape(text: str) -> str:
+    """Resolve a parameter line's escapes: ``\\\\ \\n \\r \\t \\0``, ``\\c`` -> ``:``,
+    ``\\o`` -> ``,``.
+
+    Raises:
+        ValueError: any other character after a backslash, or a trailing backslash.
+    """
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        if i + 1 >= n or text[i + 1] not in _UNESCAPE:
+            raise ValueError(f"bad escape at offset {i}")
+        out.append(_UNESCAPE[text[i + 1]])
+        i += 2
+    return "".join(out)
+
+
+def escape(text: str, *, full: bool = False) -> str:
+    """Escape reply text: the basic set (LF CR TAB backslash NUL), and with ``full`` (struct
+    names and values) ``:`` -> ``\\o`` and ``,`` -> ``\\c`` as Kamailio writes them."""
+    return text.translate(_ESCAPE_FULL if full else _ESCAPE_BASIC)
+
+
+# --------------------------------------------------------------------------------------------
+# framing and parsing
+
+
+class FifoFramer:
+    """Cut a FIFO byte stream (a named pipe, a TCP or unix stream connection) into requests.
+
+    A request ends at its first empty line (``\\n\\n`` or ``\\n\\r\\n``); blank lines before a
+    request are skipped.
+
+    Args:
+        max_request_size: bytes buffered at most without a complete request; beyond it
+            :meth:`next_request` raises :class:`FifoTooLarge` once and the buffer is dropped.
+    """
+
+    __slots__ = ("_buf", "max_request_size")
+
+    def __init__(self, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE) -> None:
+        self.max_request_size = max_request_size
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+
+    def next_request(self) -> bytes | None:
+        """The next whole request (without its empty line), or None while incomplete.
+
+        Raises:
+            FifoTooLarge: the buffer exceeded ``max_request_size`` without a request.
+        """
+        buf = self._buf
+        start = 0
+        n = len(buf)
+        while start < n and buf[start] in (0x0A, 0x0D):  # skip blank lines
+            if buf[start] == 0x0D and start + 1 >= n:
+                break  # a lone CR at the end: wait for what follows
+            start += 1
+        end = _find_blank_line(buf, start)
+        if end is None:
+            if start:
+                del buf[:start]
+            if len(buf) > self.max_request_size:
+                size = len(buf)
+                buf.clear()
+                raise FifoTooLarge(f"{size} bytes without a complete FIFO request")
+            return None
+        request_end, consumed = end
+        request = bytes(buf[start:request_end])
+        del buf[:consumed]
+        return request
+
+
+def _find_blank_line(buf: bytes | bytearray, start: int) -> tuple[int, int] | None:
+    """(end of the request's last line incl. its LF, end of the empty line) or None."""
+    i = buf.find(b"\n", start)
+    while i >= 0:
+        j = i + 1
+        if j < len(buf) and buf[j] == 0x0D:
+            j += 1
+        if j < len(buf) and buf[j] == 0x0A:
+            return i + 1, j + 1
+        i = buf.find(b"\n", i + 1)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class FifoRequest:
+    """A parsed FIFO request.
+
+    Attributes:
+        method: the RPC name.
+        reply_name: the reply FIFO's name ("" when none was given).
+        params: the parameter lines, still escaped.
+    """
+
+    method: str
+    reply_name: str
+    params: tuple[str, ...]
+
+
+def _lines(data: bytes) -> list[str]:
+    text = data.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def parse_fifo_request(data: bytes) -> FifoRequest:
+    """Parse one request (the bytes :class:`FifoFramer` returns, or a whole datagram).
+
+    Parameter lines end at the first empty line; anything after it is ignored.
+
+    Raises:
+        FifoRequestError: the first line is not ``:method:reply_name`` (its message says why:
+            the reply name may not contain ``.``, ``/`` or ``\\``).
+    """
+    lines = _lines(data)
+    while lines and lines[0] == "":
+        lines.pop(0)
+    if not lines:
+        raise FifoRequestError("empty request")
+    first = lines[0]
+    if len(first) < 3 or not first.startswith(":"):
+        raise FifoRequestError("the first line must be :method:reply_name")
+    second = first.find(":", 1)
+    if second < 0:
+        raise FifoRequestError("reply file separator ':' missing in the first line")
+    method = first[1:second]
+    reply = first[second + 1 :]
+    if not method:
+        raise FifoRequestError("empty method name")
+    if any(c in reply for c in "./\\"):
+        raise FifoRequestError(f"bad reply file name {reply!r} (no '.', '/' or '\\' allowed)")
+    params: list[str] = []
+    for line in lines[1:]:
+        if line == "":
+            break
+        params.append(line)
+    return FifoRequest(method, reply, tuple(params))
+
+
+def render_status(code: int, reason: str) -> bytes:
+    """A status line alone (for replies sent without running a method)."""
+    return f"{code} {escape(reason[:MAX_REASON])}\n".encode("utf-8", "surrogateescape")
+
+
+# --------------------------------------------------------------------------------------------
+# C-like conversions of parameter lines
+
+
+def _strtol(text: str) -> int | None:
+    """C strtol(text, base 0) on a prefix: None when no digit was read."""
+    s = text.lstrip(" \t\n\r\f\v")
+    sign = 1
+    if s[:1] in ("+", "-"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
+        digits, base = s[2:], 16
+        allowed = "0123456789abcdefABCDEF"
+    elif s.startswith("0"):
+        digits, base, allowed = s, 8, "01234567"
+    else:
+        digits, base, allowed = s, 10, "0123456789"
+    k = 0
+    while k < len(digits) and digits[k] in allowed:
+        k += 1
+    if k == 0:
+        return None
+    return sign * int(digits[:k], base)
+
+
+def _full_int(text: str) -> int | None:
+    """A whole-line integer (base auto like strtol, nothing after it), or None."""
+    s = text.strip()
+    if not s:
+        return None
+    body = s.lstrip("+-")
+    if len(s) - len(body) > 1:
+        return None
+    try:
+        if body[:2].lower() == "0x":
+            value = int(body[2:], 16)
+        elif len(body) > 1 and body.startswith("0"):
+            value = int(body, 8)
+        else:
+            value = int(body, 10)
+    except ValueError:
+        return None
+    return -value if s.startswith("-") else value
+
+
+# --------------------------------------------------------------------------------------------
+# the reply being built
+
+
+class FifoStruct:
+    """A struct in a FIFO reply (the handle ``add("{")`` returns): ordered members."""
+
+    __slots__ = ("members",)
+
+    def __init__(self) -> None:
+        self.members: list[tuple[str | None, str | FifoStruct]] = []
+
+    def render(self) -> str:
+        parts: list[str] = []
+        for name, value in self.members:
+            prefix = "" if name is None else escape(name, full=True) + ":"
+            if isinstance(value, FifoStruct):
+                parts.append(prefix + value.render())
+            else:
+                parts.append(prefix + value)
+        return ",".join(parts)
+
+
+_LINE: Final = 0  # positional value: text + LF
+_PLAIN: Final = 1  # rpl_printf text: no suffix
+_STRUCT: Final = 2  # a struct: one line
+
+
+def _value_text(ch: str, value: Any, *, full: bool) -> str:
+    """The text of one added value for add-format char ``ch``."""
+    if ch in "dutb":
+        if ch == "b":
+            return "1" if value else "0"
+        n = int(value)
+        if ch == "u":
+            return str(n % (1 << 32))
+        return str(_wrap_int(n) % _U64)  # negative numbers print as unsigned 64-bit
+    if ch == "f":
+        number = float(value.value if isinstance(value, Double) else value)
+        return f"{number:f}" if math.isfinite(number) else str(number)
+    if ch in "ljLJ":
+        number = value.value if isinstance(value, Double) else value
+        return str(int(number) % _U64 if ch in "jJ" else int(number))
+    if ch in "sS":
+        if value is None:
+            return "<null string>"
+        if isinstance(value, bytes | bytearray | memoryview):
+            value = bytes(value).decode("utf-8", "surrogateescape")
+        text = str(value)
+        if ch == "s":
+            nul = text.find("\0")
+            text = text if nul < 0 else text[:nul]
+        return escape(text, full=full)
+    if ch == "y":
+        return escape(bytes(value).decode("utf-8", "surrogateescape"), full=full)
+    raise ValueError(ch)
+
+
+_ADD_CHARS: Final = frozenset("dutbfljLJsSy")
+_INT_CHARS: Final = frozenset("dutb")
+_LONG_CHARS: Final = frozenset("ljLJ")
+
+
+class FifoContext(RpcContext):
+    """:class:`RpcContext` for one FIFO request.
+
+    Args:
+        request: the parsed request.
+        sink: called exactly once with the whole reply text (status line and body).
+        autoconversion: accepted for symmetry; FIFO parameters are text and are always
+            converted to what the handler asks for.
+        max_reply_size: the largest reply ``sink`` can carry (a datagram); a bigger reply is
+            replaced by ``500 reply too large``. None: unlimited.
+    """
+
+    __slots__ = (
+        "_body",
+        "_deferred",
+        "_line",
+        "_params",
+        "_pos",
+        "_replied",
+        "_sink",
+        "_status",
+        "connection",
+        "max_reply_size",
+        "method",
+        "registry",
+        "server",
+    )
+
+    def __init__(
+        self,
+        request: FifoRequest,
+        sink: Callable[[bytes], object],
+        *,
+        registry: MethodTable | None = None,
+        server: ServerInfo | None = None,
+        connection: object | None = None,
+        max_reply_size: int | None = None,
+    ) -> None:
+        self.method = request.method
+        self._params = request.params
+        self._pos = 0
+        self._sink = sink
+        self.registry = registry
+        self.server = server
+        self.connection = connection
+        self.max_reply_size = max_reply_size
+        self._status: tuple[int, str] = (200, "OK")
+        self._body: list[tuple[int, Any]] = []
+        self._deferred: tuple[int, str] | None = None
+        self._replied = False
+
+    # -- parameters -------------------------------------------------------------------------
+    def _next_line(self) -> str | None:
+        if self._pos >= len(self._params):
+            return None
+        line = self._params[self._pos]
+        self._pos += 1
+        return line
+
+    def _line_no(self) -> int:
+        """Line number of the parameter just read (the command line is line 1)."""
+        return self._pos + 1
+
+    def scan(self, fmt: str) -> ScanResult:
+        self._deferred = None
+        values: list[Any] = []
+        optional = False
+        for ch in fmt:
+            if ch == "*":
+                optional = True
+                continue
+            if ch == ".":
+                continue
+            if ch not in "dutbfljLJsS{":
+                self.fault(500, "Server Internal Error (Invalid Formatting Character '%s')", ch)
+                return ScanResult(-len(values), values)
+            line = self._next_line()
+            if line is None:
+                if optional:
+                    return ScanResult(len(values), values)
+                self._deferred = (400, f"Parameter missing on line {self._line_no() + 1}")
+                return ScanResult(-len(values), values)
+            try:
+                values.append(self._convert(ch, line))
+            except _LineError as err:
+                self._pos -= 1  # not consumed, like a binrpc type mismatch
+                if optional and line == "":
+                    return ScanResult(len(values), values)
+                self.fault(err.code, "%s", err.text)
+                return ScanResult(-len(values), values)
+        return ScanResult(len(values), values)
+
+    def _convert(self, ch: str, line: str) -> Any:
+        n = self._line_no()
+        if ch in "sS":
+            try:
+                text = unescape(line)
+            except ValueError:
+                raise _LineError(500, "Internal Server Error") from None
+            if ch == "s":
+                nul = text.find("\0")
+                text = text if nul < 0 else text[:nul]
+            return text
+        if ch == "{":
+            return self._struct_line(line, n)
+        if line == "":
+            raise _LineError(400, f"Invalid parameter value on line {n}")
+        if ch == "f":
+            number = _strtod(line)
+            return 0.0 if number is None else number
+        value = _strtol(line)
+        value = 0 if value is None else value
+        if ch in _INT_CHARS:
+            return _wrap_int(value)
+        return value  # l j L J: 64-bit
+
+    def _struct_line(self, line: str, n: int) -> Struct:
+        if line == "":
+            raise _LineError(400, f"Line {n} Empty - Structure Expected")
+        out = Struct()
+        for part in line.split(","):
+            colon = part.find(":")
+            if colon < 0:
+                raise _LineError(400, f"Colon missing in struct on line {n}")
+            raw_name, raw_value = part[:colon], part[colon + 1 :]
+            try:
+                out.append(unescape(raw_name), unescape(raw_value))
+            except ValueError:
+                raise _LineError(
+                    400, f"Error while processing struct member '{raw_name}' on line {n}"
+                ) from None
+        return out
+
+    def read_param(self, kind: str, index: int) -> Any:
+        line = self._next_line()
+        if line is None:
+            return MISSING
+        n = self._line_no()
+        if kind in ("str", "any"):
+            try:
+                return unescape(line)
+            except ValueError:
+                raise _fault(400, f"Invalid escape sequence on line {n}") from None
+        if kind == "bytes":
+            try:
+                return unescape(line).encode("utf-8", "surrogateescape")
+            except ValueError:
+                raise _fault(400, f"Invalid escape sequence on line {n}") from None
+        if kind in ("int", "bool"):
+            value = _full_int(line)
+            if value is None:
+                raise _fault(400, f"Invalid parameter value on line {n}")
+            return bool(value) if kind == "bool" else value
+        if kind == "float":
+            number = _strtod(line)
+            if number is None or line.strip() == "":
+                raise _fault(400, f"Invalid parameter value on line {n}")
+            return number
+        try:
+            struct = self._struct_line(line, n)
+        except _LineError as err:
+            raise _fault(err.code, err.text) from None
+        return struct if kind == "struct" else struct.values()
+
+    # -- reply ------------------------------------------------------------------------------
+    def add(self, fmt: str, *values: Any) -> Any:
+        handles: list[FifoStruct] = []
+        i = 0
+        for ch in fmt:
+            if ch in "{[":
+                handle = FifoStruct()
+                self._body.append((_STRUCT, handle))
+                handles.append(handle)
+                continue
+            if ch not in _ADD_CHARS:
+                self.fault(500, "Bug In SER (Invalid formatting character %s)", ch)
+                return -1
+            if i >= len(values):
+                return -1
+            self._body.append((_LINE, _value_text(ch, values[i], full=False)))
+            i += 1
+        if handles:
+            return handles[0] if len(handles) == 1 else tuple(handles)
+        return 0
+
+    def array_add(self, handle: Any, fmt: str, *values: Any) -> Any:
+        if not isinstance(handle, FifoStruct):
+            return -1
+        handles: list[FifoStruct] = []
+        i = 0
+        for ch in fmt:
+            if ch in "{[":
+                sub = FifoStruct()
+                handle.members.append((None, sub))
+                handles.append(sub)
+                continue
+            if ch not in _ADD_CHARS or i >= len(values):
+                return -1
+            handle.members.append((None, _value_text(ch, values[i], full=True)))
+            i += 1
+        if handles:
+            return handles[0] if len(handles) == 1 else tuple(handles)
+        return 0
+
+    def struct_add(self, handle: Any, fmt: str, *names_and_values: Any) -> Any:
+        if not isinstance(handle, FifoStruct):
+            return -1
+        args = names_and_values
+        i = 0
+        last: Any = 0
+        for ch in fmt:
+            if i >= len(args):
+                return -1
+            name = "" if args[i] is None else str(args[i])
+            i += 1
+            if ch in "{[":
+                sub = FifoStruct()
+                handle.members.append((name, sub))
+                last = sub
+                continue
+            if ch not in _ADD_CHARS or i >= len(args):
+                return -1
+            handle.members.append((name, _value_text(ch, args[i], full=True)))
+            i += 1
+        return last
+
+    def rpl_printf(self, fmt: str, *args: Any) -> int:
+        self._body.append((_PLAIN, escape(fmt % args if args else fmt)))
+        return 0
+
+    def struct_printf(self, handle: Any, name: str, fmt: str, *args: Any) -> int:
+        if not isinstance(handle, FifoStruct):
+            return -1
+        text = fmt % args if args else fmt
+        handle.members.append((name, escape(text, full=True)))
+        return 0
+
+    @property
+    def replied(self) -> bool:
+        return self._replied
+
+    def fault(self, code: int, fmt: str, *args: Any) -> None:
+        """Replace the status line (the body is kept, as in ctl's FIFO); the last call wins."""
+        if self._replied:
+            return
+        self._status = (code, fmt % args if args else fmt)
+
+    def send(self) -> int:
+        if self._replied:
+            return -1
+        self._replied = True
+        text = self.render()
+        if self.max_reply_size is not None and len(text) > self.max_reply_size:
+            text = render_status(500, f"reply too large ({len(text)} bytes)")
+        self._sink(text)
+        return 0
+
+    def finish(self) -> None:
+        if self._replied:
+            return
+        if not self._body and self._deferred is not None:
+            self._status = self._deferred
+        self.send()
+
+    def render(self) -> bytes:
+        """The reply as it stands: status line, then the body."""
+        code, reason = self._status
+        out = [f"{code} {escape(reason[:MAX_REASON])}\n"]
+        for kind, item in self._body:
+            if kind == _LINE:
+                out.append(item + "\n")
+            elif kind == _PLAIN:
+                out.append(item)
+            else:
+                out.append(item.render() + "\n")
+        return "".join(out).encode("utf-8", "surrogateescape")
+
+
+class _LineError(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+
+
+def _fault(code: int, text: str) -> Fault:
+    return Fault(code, text)

@@ -218,6 +218,7 @@ def test_max_connections(endpoints: Endpoints) -> None:
     ep = endpoints
     with ServerThread(None, ep.unixs, ep.tcp, max_connections=2):
         with RawClient(ep.unixs) as a, RawClient(ep.tcp) as b:
+            assert b.call("core.echo", ["b"]) == ("reply", ["b"])
             assert a.call("ctl.connections") == ("reply", [2])
             with RawClient(ep.unixs) as c:
                 assert c.closed_by_server()
@@ -282,6 +283,8 @@ def test_ctl_listen_connections_who(server: ServerThread, endpoints: Endpoints) 
             ],
         )  # fmt: skip
         with RawClient(ep.unixs) as s, RawClient(ep.tcp) as t:
+            # make sure both are accepted (the kernel completes connect() before asyncio runs)
+            assert t.call("core.echo", ["t"]) == ("reply", ["t"])
             assert s.call("ctl.connections") == ("reply", [2])
             _kind, rows = u.call("ctl.who")
             local_port = str(t.sock.getsockname()[1])

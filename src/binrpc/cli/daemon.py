@@ -1,0 +1,321 @@
+"""``binrpcd``: run a binrpc (Kamailio ctl) server in the foreground.
+
+Flags are named after the ctl module parameters (``--binrpc``, ``--fifo``, ``--mode``,
+``--user``, ``--group``, ``--autoconversion``, ``--binrpc-buffer-size``,
+``--binrpc-max-body-size``, ``--binrpc-struct-max-body-size``) plus the limits ctl lacks
+(``--max-connections``, ``--idle-timeout``, ``--write-timeout``). ``--config FILE`` reads the
+same settings from TOML (keys with underscores or dashes); flags win over the file.
+
+``--module NAME`` (repeatable) imports a Python module (or a ``.py`` file) and registers its
+RPCs. The module must define at least one of:
+
+* ``rpcs``: a :class:`binrpc.server.Registry` whose methods are all served;
+* ``register(registry)``: a function called with the daemon's registry.
+
+Example module::
+
+    from binrpc.server import Registry
+
+    rpcs = Registry()
+
+    @rpcs.rpc("demo.add")
+    def add(a: int, b: int = 0) -> int:
+        "Add two integers."
+        return a + b
+
+The daemon logs to stderr, prints one ``listening on <address>`` line per listener on stdout
+once it is ready, and exits 0 after SIGTERM or SIGINT (listeners closed, socket files
+removed, pending replies sent) or ``core.kill``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+from .._address import AddressError
+from .._rpc import Registry
+from ..server import ListenerError, ServerOptions, serve
+
+__all__ = ["build_parser", "load_module", "main", "options_from"]
+
+log = logging.getLogger("binrpcd")
+
+# setting name -> converter (names as in ServerOptions / TOML keys)
+_INT_SETTINGS = (
+    "binrpc_buffer_size",
+    "binrpc_max_body_size",
+    "binrpc_struct_max_body_size",
+    "max_connections",
+)
+_FLOAT_SETTINGS = ("idle_timeout", "write_timeout")
+
+
+class ConfigError(Exception):
+    """A bad flag value or configuration file."""
+
+
+def _mode(text: Any) -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    s = str(text).strip().lower()
+    try:
+        return int(s[2:] if s.startswith("0o") else s, 8)
+    except ValueError:
+        raise ConfigError(f"bad mode {text!r}: expected octal digits like 0600") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    s = str(value).strip().lower()
+    if s in ("1", "yes", "true", "on"):
+        return True
+    if s in ("0", "no", "false", "off", ""):
+        return False
+    raise ConfigError(f"bad boolean {value!r}")
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("", "none", "off", "0"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad timeout {value!r}: expected seconds") from None
+    return number if number > 0 else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="binrpcd",
+        description="Serve RPCs over Kamailio's binrpc (ctl) protocol; kamcmd-compatible.",
+    )
+    p.add_argument(
+        "--binrpc",
+        action="append",
+        metavar="ADDR",
+        help="binrpc listener, e.g. unixs:/run/x.sock, tcp:127.0.0.1:2049, "
+        "udp:*:2049, tcp:[::1]:2046 (repeatable)",
+    )
+    p.add_argument(
+        "--fifo",
+        action="append",
+        metavar="ADDR",
+        help="FIFO text-protocol listener (repeatable; not yet supported)",
+    )
+    p.add_argument("--mode", help="permissions of unix socket files, octal (default 0600)")
+    p.add_argument("--user", help="owner of unix socket files (name or uid)")
+    p.add_argument("--group", help="group of unix socket files (name or gid)")
+    p.add_argument(
+        "--autoconversion",
+        nargs="?",
+        const="1",
+        metavar="0|1",
+        help="convert parameters to the types RPCs ask for",
+    )
+    p.add_argument("--binrpc-buffer-size", metavar="BYTES", help="printf scratch (1024)")
+    p.add_argument("--binrpc-max-body-size", metavar="KIB", help="top-level reply (32)")
+    p.add_argument("--binrpc-struct-max-body-size", metavar="KIB", help="per struct (8)")
+    p.add_argument("--max-connections", metavar="N", help="open stream connections (128)")
+    p.add_argument("--idle-timeout", metavar="SECONDS", help="close idle streams (never)")
+    p.add_argument(
+        "--write-timeout",
+        metavar="SECONDS",
+        help="close a stream whose client does not read its reply (5)",
+    )
+    p.add_argument(
+        "--no-builtins",
+        action="store_true",
+        help="do not serve the built-in core.*/system.*/ctl.* RPCs",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same settings")
+    p.add_argument(
+        "--module",
+        action="append",
+        metavar="NAME",
+        help="import a module (or .py file) exporting RPCs (repeatable)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return p  # fmt: skip
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if "binrpcd" in data and isinstance(data["binrpcd"], dict):
+        data = data["binrpcd"]
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+_KNOWN = {
+    "binrpc", "fifo", "mode", "user", "group", "autoconversion", "config", "module",
+    "modules", "builtins", "no_builtins", "verbose",
+    *_INT_SETTINGS, *_FLOAT_SETTINGS,
+}  # fmt: skip
+
+
+def _as_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{key}: expected a string or a list of strings")
+
+
+def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, list[str]]:
+    """Merge the config file and the flags -> (binrpc addresses, options, modules).
+
+    Raises:
+        ConfigError: a bad value or an unknown key.
+    """
+    settings: dict[str, Any] = {}
+    if args.config:
+        settings = _read_config(args.config)
+        unknown = sorted(set(settings) - _KNOWN)
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown setting(s): {', '.join(unknown)}")
+    for key in ("binrpc", "fifo", "mode", "user", "group", "autoconversion", *_INT_SETTINGS,
+                *_FLOAT_SETTINGS):  # fmt: skip
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.no_builtins:
+        settings["builtins"] = False
+    modules = _as_list(settings.get("modules"), "modules") + _as_list(
+        settings.get("module"), "module"
+    )
+    modules += args.module or []
+
+    kw: dict[str, Any] = {}
+    if "mode" in settings:
+        kw["mode"] = _mode(settings["mode"])
+    for key in ("user", "group"):
+        if key in settings and settings[key] not in (None, ""):
+            value = settings[key]
+            kw[key] = value if isinstance(value, int) else str(value)
+    if "autoconversion" in settings:
+        kw["autoconversion"] = _bool(settings["autoconversion"])
+    for key in _INT_SETTINGS:
+        if key in settings:
+            try:
+                kw[key] = int(settings[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}: expected an integer, got {settings[key]!r}") from None
+    for key in _FLOAT_SETTINGS:
+        if key in settings:
+            kw[key] = _timeout(settings[key])
+    if "builtins" in settings:
+        kw["builtins"] = _bool(settings["builtins"])
+    fifo = _as_list(settings.get("fifo"), "fifo")
+    if fifo:
+        kw["fifo"] = tuple(fifo)
+    if kw.get("max_connections", 1) < 1:
+        raise ConfigError("max_connections must be at least 1")
+    return _as_list(settings.get("binrpc"), "binrpc"), ServerOptions(**kw), modules
+
+
+def load_module(name: str, registry: Registry) -> None:
+    """Import ``name`` (a dotted module name or a path to a ``.py`` file) and register its RPCs
+    (its ``rpcs`` Registry and/or its ``register(registry)`` function).
+
+    Raises:
+        ConfigError: the module cannot be imported or exports no RPCs.
+    """
+    try:
+        if name.endswith(".py") or os.sep in name:
+            modname = "binrpcd_module_" + os.path.splitext(os.path.basename(name))[0]
+            spec = importlib.util.spec_from_file_location(modname, name)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"module {name!r}: cannot load this file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(name)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"module {name!r}: import failed: {type(exc).__name__}: {exc}") from exc
+    found = False
+    rpcs = getattr(module, "rpcs", None)
+    if isinstance(rpcs, Registry):
+        registry.update(rpcs)
+        found = True
+    register = getattr(module, "register", None)
+    if callable(register):
+        try:
+            register(registry)
+        except Exception as exc:
+            raise ConfigError(
+                f"module {name!r}: register() failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        found = True
+    if not found:
+        raise ConfigError(
+            f"module {name!r} exports no RPCs: define `rpcs = Registry()` or "
+            "`def register(registry): ...`"
+        )
+
+
+async def _run(addresses: list[str], options: ServerOptions, registry: Registry) -> int:
+    server = serve(registry, *addresses, options=options)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.close)
+    for address in server.addresses:
+        print(f"listening on {address}", flush=True)
+    log.info("binrpcd %d ready: %s", os.getpid(), ", ".join(str(a) for a in server.addresses))
+    await server.serve_forever()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    log.info("binrpcd stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``binrpcd``. Returns the exit status (0 after a clean shutdown)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else
+        logging.WARNING,
+        stream=sys.stderr,
+        format="binrpcd[%(process)d] %(levelname)s: %(message)s",
+    )  # fmt: skip
+    try:
+        addresses, options, modules = options_from(args)
+        registry = Registry()
+        for name in modules:
+            load_module(name, registry)
+        return asyncio.run(_run(addresses, options, registry))
+    except (ConfigError, ListenerError, AddressError) as exc:
+        print(f"binrpcd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

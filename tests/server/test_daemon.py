@@ -1,0 +1,226 @@
+"""binrpcd: flags, TOML, --module, start-up errors, SIGTERM/SIGINT shutdown (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from binrpc import encode_request
+from binrpc.cli.daemon import ConfigError, build_parser, options_from
+
+from .conftest import RawClient, free_port
+
+MODULE = textwrap.dedent(
+    '''
+    import asyncio
+    from binrpc.server import Registry, RpcContext
+
+    rpcs = Registry()
+
+    @rpcs.rpc("demo.add")
+    def add(a: int, b: int = 0) -> int:
+        """Add two integers."""
+        return a + b
+
+    @rpcs.rpc("demo.slow")
+    async def slow(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    def register(registry):
+        registry.register("demo.ctx", lambda ctx: ctx.add("s", "ctx"), context=True)
+    '''
+)
+
+
+class Daemon:
+    """binrpcd as a subprocess, stopped by pid."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "binrpc.cli.daemon", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        self.listening: list[str] = []
+
+    def wait_ready(self, n: int, timeout: float = 10.0) -> list[str]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while len(self.listening) < n:
+            assert time.monotonic() < deadline, "binrpcd not ready"
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"binrpcd exited: {self.proc.wait()} {err}")
+            if line.startswith("listening on "):
+                self.listening.append(line.split(" ", 2)[2].strip())
+        return self.listening
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise
+
+    def run_to_end(self, timeout: float = 10.0) -> tuple[int, str]:
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err.decode()
+
+
+@pytest.fixture
+def module_file(workdir: str) -> str:
+    path = Path(workdir) / "demo_rpcs.py"
+    path.write_text(MODULE)
+    return str(path)
+
+
+@pytest.fixture
+def daemon_all(workdir: str, module_file: str) -> Iterator[tuple[Daemon, dict[str, str]]]:
+    addrs = {
+        "unixs": f"unixs:{workdir}/d.sock",
+        "unixd": f"unixd:{workdir}/d.dgram",
+        "udp": f"udp:127.0.0.1:{free_port()}",
+        "tcp": f"tcp:127.0.0.1:{free_port()}",
+    }
+    args = [a for v in addrs.values() for a in ("--binrpc", v)]
+    d = Daemon(*args, "--module", module_file)
+    try:
+        d.wait_ready(4)
+        yield d, addrs
+    finally:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_daemon_serves_and_stops_cleanly(
+    daemon_all: tuple[Daemon, dict[str, str]], workdir: str, sig: int
+) -> None:
+    d, addrs = daemon_all
+    assert d.listening == list(addrs.values())
+    clients = [RawClient(addrs[t], workdir) for t in ("unixs", "unixd", "udp", "tcp")]
+    try:
+        for c in clients:
+            assert c.call("demo.add", [2, 3]) == ("reply", [5])
+            assert c.call("demo.ctx") == ("reply", ["ctx"])
+            assert c.call("system.methodHelp", ["demo.add"]) == ("reply", ["Add two integers."])
+        # an in-flight async request on a stream still gets its reply after SIGTERM
+        clients[0].send(encode_request("demo.slow", [0.5], 9))
+        time.sleep(0.1)
+        assert d.stop(sig) == 0
+        p = clients[0].recv_packet(2.0)
+        assert p is not None and p.cookie == 9
+        assert clients[3].closed_by_server(2.0)
+    finally:
+        for c in clients:
+            c.close()
+    assert not os.path.exists(f"{workdir}/d.sock")
+    assert not os.path.exists(f"{workdir}/d.dgram")
+
+
+def test_core_kill_stops_the_daemon(workdir: str) -> None:
+    d = Daemon("--binrpc", f"unixs:{workdir}/k.sock")
+    d.wait_ready(1)
+    with RawClient(f"unixs:{workdir}/k.sock") as c:
+        c.send(encode_request("core.kill", [], 0x77))
+        p = c.recv_packet()
+        assert p is not None and (p.type, p.cookie, p.body) == (1, 0x77, b"")
+    assert d.proc.wait(10) == 0
+    assert not os.path.exists(f"{workdir}/k.sock")
+
+
+def test_config_file_and_flags(workdir: str, module_file: str) -> None:
+    cfg = Path(workdir) / "binrpcd.toml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            binrpc = ["unixs:{workdir}/c.sock"]
+            mode = "0640"
+            binrpc-max-body-size = 1
+            autoconversion = 1
+            modules = ["{module_file}"]
+            """
+        )
+    )
+    d = Daemon("--config", str(cfg))
+    try:
+        d.wait_ready(1)
+        st = os.stat(f"{workdir}/c.sock")
+        assert stat.S_IMODE(st.st_mode) == 0o640
+        with RawClient(f"unixs:{workdir}/c.sock") as c:
+            assert c.call("demo.add", ["2", 3]) == ("reply", [5])  # autoconversion
+            kind, (code, text) = c.call("core.echo", ["y" * 1100])
+            assert (kind, code) == ("fault", 500) and "overflow" in text
+    finally:
+        assert d.stop() == 0
+    # flags win over the file
+    d = Daemon("--config", str(cfg), "--mode", "0600", "--binrpc", f"unixs:{workdir}/f.sock")
+    try:
+        assert d.wait_ready(1) == [f"unixs:{workdir}/f.sock"]
+        assert stat.S_IMODE(os.stat(f"{workdir}/f.sock").st_mode) == 0o600
+    finally:
+        assert d.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--binrpc", "foo:/tmp/x"], "'foo:/tmp/x'"),
+        (["--binrpc", "unix:/tmp/a:b"], "'unix:/tmp/a:b'"),
+        (["--fifo", "/tmp/binrpcd-test.fifo"], "not yet supported"),
+        (["--mode", "9x"], "bad mode"),
+        (["--module", "binrpc._values"], "exports no RPCs"),
+        (["--module", "no_such_module_xyz"], "no_such_module_xyz"),
+        (["--max-connections", "many"], "max_connections"),
+    ],
+)
+def test_startup_errors(args: list[str], message: str) -> None:
+    d = Daemon(*args)
+    rc, err = d.run_to_end()
+    assert rc == 1
+    assert message in err
+
+
+def test_non_socket_path_refused(workdir: str) -> None:
+    path = Path(workdir) / "plain"
+    path.write_text("x")
+    rc, err = Daemon("--binrpc", f"unixs:{path}").run_to_end()
+    assert rc == 1 and "not a socket" in err
+    assert path.read_text() == "x"
+
+
+def test_options_from_names() -> None:
+    args = build_parser().parse_args(
+        ["--binrpc", "tcp:1.2.3.4:5", "--binrpc", "udp:6", "--autoconversion",
+         "--binrpc-buffer-size", "16", "--idle-timeout", "2.5", "--write-timeout", "0",
+         "--user", "0", "--group", "root"]
+    )  # fmt: skip
+    addresses, opts, modules = options_from(args)
+    assert addresses == ["tcp:1.2.3.4:5", "udp:6"]
+    assert opts.autoconversion is True
+    assert opts.binrpc_buffer_size == 16
+    assert opts.idle_timeout == 2.5 and opts.write_timeout is None
+    assert (opts.user, opts.group) == ("0", "root")
+    assert modules == []
+
+
+def test_config_unknown_key(workdir: str) -> None:
+    cfg = Path(workdir) / "bad.toml"
+    cfg.write_text('binrpc = "unixs:/tmp/x"\nbogus = 1\n')
+    with pytest.raises(ConfigError, match="bogus"):
+        options_from(build_parser().parse_args(["--config", str(cfg)]))

@@ -16,7 +16,6 @@ prints it, then the parse error). Output is ``bytes``: strings are written as re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -111,35 +110,65 @@ def token_bytes(kind: int, name: str | None, value: object) -> bytes:
     return tok
 
 
-def _tokens(
-    body: bytes, errors: list[RecordError]
-) -> Iterator[tuple[int, str | None, object, int]]:
-    """(kind, name, value, depth after the record) for every record; stops at a bad one and
-    appends its :class:`RecordError` to ``errors``."""
-    reader = BodyReader(body, strict=False)
-    index = 0
-    while not reader.at_end() or reader.depth:
+def _name_record_size(body: bytes, pos: int) -> int:
+    """Bytes taken by the member-name record at ``pos``."""
+    tag = body[pos]
+    if tag & 0x80:
+        nlen = (tag >> 4) & 7
+        return 1 + nlen + int.from_bytes(body[pos + 1 : pos + 1 + nlen], "big")
+    return 1 + (tag >> 4)
+
+
+class _Records:
+    """kamcmd's view of a reply body: records one by one, with its error report.
+
+    kamcmd's parse offset does not count member-name records (it only advances by the bytes of
+    the values), so ``@<offset>`` in its error message is the body offset minus the names read
+    so far; we reproduce that.
+    """
+
+    __slots__ = ("body", "error", "index", "names", "reader")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.reader = BodyReader(body, strict=False)
+        self.index = 0
+        self.names = 0
+        self.error: RecordError | None = None
+
+    def more(self) -> bool:
+        return self.error is None and (not self.reader.at_end() or self.reader.depth > 0)
+
+    def next(self) -> tuple[int, str | None, object, int] | None:
+        """The next record (kind, name, value, depth after it), or None after an error."""
+        reader = self.reader
         offset = reader.pos
         try:
             kind, name, value = reader.next_token()
         except DecodeError as exc:
-            byte = body[offset] if offset < len(body) else 0
-            errors.append(RecordError(index, offset, byte, exc.code, exc.text))
-            return
-        index += 1
-        yield kind, name, value, reader.depth
+            byte = self.body[offset] if offset < len(self.body) else 0
+            self.error = RecordError(self.index, offset - self.names, byte, exc.code, exc.text)
+            return None
+        if name is not None:
+            self.names += _name_record_size(self.body, offset)
+        self.index += 1
+        return kind, name, value, reader.depth
 
 
 def render_default(body: bytes) -> Rendered:
     """kamcmd's default rendering of a reply body (spec kamcmd 3.2)."""
     out = bytearray()
-    errors: list[RecordError] = []
-    for kind, name, value, depth in _tokens(body, errors):
+    records = _Records(body)
+    while records.more():
+        rec = records.next()
+        if rec is None:
+            break
+        kind, name, value, depth = rec
         indent = depth - 1 if kind == T_STRUCT_START else depth
         out += b"\t" * indent
         out += token_bytes(kind, name, value)
         out += b"\n"
-    return Rendered(bytes(out), errors[0] if errors else None)
+    return Rendered(bytes(out), records.error)
 
 
 def unescape_format(text: str | bytes) -> bytes:
@@ -207,11 +236,12 @@ class ReplyFormat:
     def render(self, body: bytes) -> Rendered:
         """Render a whole reply (or fault) body through the format."""
         out = bytearray()
-        errors: list[RecordError] = []
+        records = _Records(body)
         fmt_len = len(self.fmt)
         pos = 0
         seen_v = False
-        for kind, name, value, _depth in _tokens(body, errors):
+        while records.more():
+            # kamcmd prints the format text up to the next %v before it parses the record
             while True:
                 if pos == fmt_len:
                     pos = 0
@@ -224,9 +254,11 @@ class ReplyFormat:
                     break
                 if not (pos < fmt_len or seen_v):
                     break
+            rec = records.next()
+            if rec is None:
+                return Rendered(bytes(out), records.error)
+            kind, name, value, _depth = rec
             out += token_bytes(kind, name, value)
-        if errors:
-            return Rendered(bytes(out), errors[0])
         if pos < fmt_len:
             out += self.tail(pos)
         return Rendered(bytes(out))

@@ -134,7 +134,33 @@ def _execute(runner: Runner, line: str) -> bool:
     return True
 
 
-def _plain_lines(echo: bool, runner: Runner) -> Iterator[str]:
+def readline_tabs(line: str, data: CompletionData) -> tuple[str, int]:
+    """What GNU readline makes of TABs in piped input: each TAB completes the word before it
+    (a unique match is inserted with a trailing space, several matches their common prefix,
+    none nothing), so the TAB itself never reaches the command, as with kamcmd. Returns the line
+    and the number of bells readline rings (no match, or an ambiguous one)."""
+    if "\t" not in line:
+        return line, 0
+    out = ""
+    bells = 0
+    for ch in line:
+        if ch != "\t":
+            out += ch
+            continue
+        parts = out.split(" ")
+        current = parts[-1]
+        done = [w for w in parts[:-1] if w]
+        matches = sorted({c for c in data.candidates(done) if c.startswith(current)})
+        if len(matches) == 1:
+            out += matches[0][len(current) :] + " "
+        else:
+            bells += 1
+            if matches:
+                out += os.path.commonprefix(matches)[len(current) :]  # noqa: RUF071
+    return out, bells
+
+
+def _plain_lines(echo: bool, runner: Runner, data: CompletionData) -> Iterator[str]:
     stdin = sys.stdin.buffer
     out = runner.out
     while True:
@@ -145,6 +171,9 @@ def _plain_lines(echo: bool, runner: Runner) -> Iterator[str]:
             return
         line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
         if echo:
+            line, bells = readline_tabs(line, data)
+            if bells:
+                runner.err("\a" * bells)
             out.write(line.encode("utf-8", "surrogateescape") + b"\n")
         yield line
 
@@ -202,7 +231,7 @@ def interactive(runner: Runner) -> int:
     if tty:
         lines = _prompt_toolkit_lines(data)
     if lines is None:
-        lines = _plain_lines(not tty, runner)
+        lines = _plain_lines(not tty, runner, data)
     for line in lines:
         if not _execute(runner, line):
             break

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import BinaryIO, Final
 
-from .._address import AddressError
+from .._address import Address, AddressError
 from .._codec import MsgType
 from .._errors import (
     E_CORRUPTED,
@@ -64,7 +64,7 @@ def _strerror(code: int | None) -> str:
     return os.strerror(code or 0)
 
 
-def error_message(exc: BaseException, address: str) -> str:
+def error_message(exc: BaseException, address: Address) -> str:
     """kamcmd's stderr text for a transport or protocol error (spec kamcmd 3.8)."""
     if isinstance(exc, ResolveError):
         return f"ERROR: could not resolve {exc.host}\n"
@@ -76,8 +76,8 @@ def error_message(exc: BaseException, address: str) -> str:
     if isinstance(exc, TransportTimeout):
         return f"ERROR: timeout: {exc.strerror or exc}\n"
     if isinstance(exc, ConnectError):
-        if address.startswith(("unixs:", "unixd:")):
-            path = address.split(":", 1)[1]
+        if address.proto in ("unixs", "unixd"):
+            path = address.path
             return (
                 f"ERROR: connect_unix_sock: connect({path}): "
                 f"{_strerror(exc.errno)} [{exc.errno or 0}]\n"
@@ -141,7 +141,7 @@ class Runner:
         self.err = err
         self.prefix = prefix
         self.methods: list[str] | None = None
-        self.address = opts.sockets[0] if opts.sockets else str(client.address)
+        self.address = str(client.address)
         self._line_start = True
 
     # -- output ------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ class Runner:
         try:
             reply = self._request(method, params)
         except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:
-            self.err(error_message(exc, self.address))
+            self.err(error_message(exc, self.client.address))
             return EXIT_ERROR
         if self.opts.verbose >= 2:
             self.write(packet_line(int(reply.type), len(reply.body), reply.cookie))
@@ -291,7 +291,7 @@ class Runner:
         try:
             reply = self._request("system.methodHelp", params)
         except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:
-            self.err(error_message(exc, self.address))
+            self.err(error_message(exc, self.client.address))
             self.write(f"error: no such command {topic}\n".encode("utf-8", "surrogateescape"))
             return EXIT_OK
         if self.opts.json:

@@ -71,7 +71,7 @@ def _open(
         client.connect()
     except TransportError as exc:
         client.close()
-        err(error_message(exc, address))
+        err(error_message(exc, client.address))
         return EXIT_ERROR
     runner = Runner(client, opts, out, err, prefix=prefix)
     runner.address = address
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return interactive(opened)
         return job(opened)
     except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:  # pragma: no cover
-        _stderr(error_message(exc, address))
+        _stderr(error_message(exc, opened.client.address))
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR

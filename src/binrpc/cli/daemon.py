@@ -304,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="binrpcd[%(process)d] %(levelname)s: %(message)s",
     )  # fmt: skip
+    from ..rpcs import core
+
+    core.PROCESS_NAME = "binrpcd"
     try:
         addresses, options, modules = options_from(args)
         registry = Registry()

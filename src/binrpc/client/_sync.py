@@ -97,6 +97,9 @@ def open_socket(
     if address.proto not in ("tcp", "udp"):
         raise ConnectError(f"a client cannot talk to a {address.proto} address ({text})")
     kind = socket.SOCK_STREAM if address.proto == "tcp" else socket.SOCK_DGRAM
+    if address.host in ("*", ""):
+        # "tcp:2049" parses as port 2049 on host "*": a listener's "any", not a peer
+        raise ResolveError(address.host, text, "not a host to connect to")
     try:
         infos = socket.getaddrinfo(address.host, address.port, socket.AF_UNSPEC, kind)
     except (OSError, UnicodeError) as exc:

@@ -18,6 +18,9 @@ __all__ = ["register"]
 
 _IMPORTED: Final = time.time()
 NAME: Final = "binrpc"
+PROCESS_NAME: str | None = None
+"""How core.ps describes this process ("main process - <name>"); default: the program name.
+binrpcd sets it to "binrpcd"."""
 
 
 def _version() -> str:
@@ -108,7 +111,8 @@ def runinfo(ctx: RpcContext) -> None:
 def _processes() -> list[tuple[int, str]]:
     """(pid, description): this process first, then its other threads (native ids)."""
     pid = os.getpid()
-    out = [(pid, f"main process - {os.path.basename(sys.argv[0] or 'python')}")]
+    name = PROCESS_NAME or os.path.basename(sys.argv[0] or "python")
+    out = [(pid, f"main process - {name}")]
     main = threading.main_thread()
     for thread in threading.enumerate():
         if thread is main or thread.native_id is None:

@@ -407,3 +407,46 @@ def test_request_bytes_identical_to_kamcmds(
     assert len(srv.bodies) == before + 2
     assert srv.bodies[-1] == srv.bodies[-2]
     assert ours.stdout == kam.stdout and ours.returncode == kam.returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# the client library against the real Kamailio
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_client_library_against_kamailio(kamailio: KamailioEndpoints, transport: str) -> None:
+    from binrpc import Fault
+    from binrpc.client import Client
+
+    with Client(kamailio.binrpc[transport], timeout=5) as c:
+        assert str(c.call_one("core.version")).startswith("kamailio 5.6.3 (")
+        up = c.call_one("core.uptime")
+        assert isinstance(up, Struct) and isinstance(up["uptime"], int)
+        procs = c.call("core.psx")
+        assert procs and all(isinstance(p, Struct) and "PID" in p for p in procs)
+        assert "core.version" in c.call("system.listMethods")
+        assert c.call("core.echo", "a", 1, -5) == ["a", "1", "18446744073709551611"]
+        with pytest.raises(Fault) as info:
+            c.call("no.such.method")
+        assert (info.value.code, info.value.message) == (500, "command no.such.method not found")
+        with pytest.raises(Fault) as info:
+            c.call("core.printi", "x")
+        assert info.value.code == 400
+        # the connection survives faults and is reused
+        assert c.call("core.printi", 5) == [5]
+        shm = c.call_one("core.shmmem")
+        assert isinstance(shm, Struct) and shm["total"] > 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_async_client_pipelines_against_kamailio(
+    kamailio: KamailioEndpoints, transport: str
+) -> None:
+    import asyncio
+
+    from binrpc.client import AsyncClient
+
+    async with AsyncClient(kamailio.binrpc[transport], timeout=10) as c:
+        results = await asyncio.gather(*(c.call("core.echo", f"v{i}") for i in range(200)))
+        assert results == [[f"v{i}"] for i in range(200)]
+        assert str(await c.call_one("core.version")).startswith("kamailio 5.6.3")

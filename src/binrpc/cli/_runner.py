@@ -6,7 +6,6 @@ the :class:`Client` given and the two output streams.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import BinaryIO, Final
@@ -256,6 +255,8 @@ class Runner:
             return EXIT_ERROR
         if self.prefix:
             doc = {"node": self.address, **doc}
+        import json  # only --json needs it (start-up of the one-shot path)
+
         line = json.dumps(doc, ensure_ascii=False, separators=(", ", ": "))
         self.out.write(line.encode("utf-8", "surrogateescape") + b"\n")
         return status

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
@@ -94,6 +93,8 @@ def _batch_lines(source: str) -> list[str]:
 
 def _batch(runner: Runner, lines: list[str]) -> int:
     """Every command of the batch, in order, on the runner's single connection."""
+    import shlex
+
     statuses: list[int] = []
     for lineno, line in enumerate(lines, 1):
         try:
@@ -177,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stderr(f"ERROR: cannot read {opts.batch}: {exc.strerror}\n")
             return EXIT_ERROR
         if words:
+            import shlex
+
             lines.insert(0, shlex.join(words))
 
     def job(runner: Runner) -> int:

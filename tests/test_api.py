@@ -36,3 +36,22 @@ def test_importing_the_codec_stays_lean() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_immutable_records_keep_their_field_order() -> None:
+    a = binrpc.Address("tcp", "127.0.0.1", 2049)
+    assert (a.proto, a.host, a.port) == ("tcp", "127.0.0.1", 2049)
+    assert repr(a) == "Address(proto='tcp', host='127.0.0.1', port=2049)"
+    h = binrpc.Header(1, 2, 3, 4)
+    assert (h.type, h.body_len, h.cookie, h.size) == (1, 2, 3, 4)
+    p = binrpc.Packet(1, 7, b"x")
+    assert (p.type, p.cookie, p.body) == (1, 7, b"x")
+    assert binrpc.Double(2).value == 2
+    assert p == binrpc.Packet(1, 7, b"x")
+    assert hash(p) == hash(binrpc.Packet(1, 7, b"x"))
+    try:
+        p.cookie = 8  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("Packet is mutable")

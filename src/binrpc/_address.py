@@ -25,20 +25,23 @@ contain ``:`` and are at most 104 bytes. IPv6 literals are written in brackets
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
-from typing import Final, Literal
+import _socket  # the C module: importing socket.py costs milliseconds (see _frozen)
 
 from ._errors import LocalProtocolError
+from ._frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final, Literal
+
+    Proto = Literal["unixs", "unixd", "udp", "tcp", "fifo"]
+    Flavour = Literal["binrpc", "fifo", "client"]
 
 __all__ = ["DEFAULT_PORT", "MAX_UNIX_PATH", "Address", "AddressError", "parse_address"]
 
 DEFAULT_PORT: Final = 2049
 MAX_UNIX_PATH: Final = 104
 """Kamailio and kamcmd refuse unix socket paths longer than this (BSD's sun_path size)."""
-
-Proto = Literal["unixs", "unixd", "udp", "tcp", "fifo"]
-Flavour = Literal["binrpc", "fifo", "client"]
 
 _PROTOS: Final[dict[str, Proto]] = {
     "tcp": "tcp",
@@ -61,8 +64,7 @@ class AddressError(LocalProtocolError):
     """An address string that cannot be parsed; the message names the offending value."""
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Frozen):
     """A parsed listener or server address.
 
     Attributes:
@@ -72,9 +74,14 @@ class Address:
         port: the port for udp/tcp (after defaulting and wrapping), 0 otherwise.
     """
 
+    __match_args__ = ("proto", "host", "port")
+    __slots__ = __match_args__
     proto: Proto
     host: str
-    port: int = 0
+    port: int
+
+    def __init__(self, proto: Proto, host: str, port: int = 0) -> None:
+        super().__init__(proto, host, port)
 
     @property
     def is_unix(self) -> bool:
@@ -125,7 +132,7 @@ def _parse_port(text: str, proto: str, original: str) -> int:
         return int(text) % 65536
     try:
         table = proto if proto in ("tcp", "udp") else None
-        return socket.getservbyname(text, table) if table else socket.getservbyname(text)
+        return _socket.getservbyname(text, table) if table else _socket.getservbyname(text)
     except OSError:
         raise AddressError(f"bad port in address {original!r}: unknown service {text!r}") from None
 
@@ -168,7 +175,7 @@ def parse_address(text: str, flavour: Flavour = "binrpc", *, udp_default: bool =
         if proto not in ("tcp", "udp"):
             raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp or udp")
         try:
-            socket.inet_pton(socket.AF_INET6, host)
+            _socket.inet_pton(_socket.AF_INET6, host)
         except OSError:
             raise AddressError(
                 f"bad address {original!r}: {host!r} is not an IPv6 address"

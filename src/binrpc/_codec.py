@@ -13,10 +13,10 @@ parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Any, Final
+
+# _collections_abc is what collections.abc re-exports; it is loaded at interpreter start-up,
+# while importing collections.abc costs a few milliseconds (see _frozen's docstring)
+from _collections_abc import Mapping
 
 from ._errors import (
     E_BAD_RECORD,
@@ -27,7 +27,15 @@ from ._errors import (
     DecodeError,
     LocalProtocolError,
 )
-from ._values import Double, Struct, Value
+from ._frozen import Frozen
+from ._values import Double, Struct
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import Any, Final
+
+    from ._values import Value
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -93,34 +101,42 @@ _U64: Final = 1 << 64
 _SCALARS: Final = frozenset((T_INT, T_STR, T_DOUBLE, T_BYTES))
 
 
-class MsgType(IntEnum):
-    """Message type (high nibble of the second header byte)."""
+class MsgType:
+    """Message types (high nibble of the second header byte); plain ints."""
 
-    REQUEST = 0
-    REPLY = 1
-    FAULT = 3
-
-
-_VALID_TYPES: Final = frozenset(int(t) for t in MsgType)
+    REQUEST: Final = 0
+    REPLY: Final = 1
+    FAULT: Final = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """A decoded packet header. ``size`` is the header's own length in bytes (4..10)."""
+_VALID_TYPES: Final = frozenset((MsgType.REQUEST, MsgType.REPLY, MsgType.FAULT))
 
-    type: MsgType
+
+class Header(Frozen):
+    """A decoded packet header (immutable). ``size`` is the header's own length (4..10)."""
+
+    __match_args__ = ("type", "body_len", "cookie", "size")
+    __slots__ = __match_args__
+    type: int
     body_len: int
     cookie: int
     size: int
 
+    def __init__(self, type: int, body_len: int, cookie: int, size: int) -> None:
+        super().__init__(type, body_len, cookie, size)
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """One whole binrpc packet: its type, cookie and raw body bytes."""
 
-    type: MsgType
+class Packet(Frozen):
+    """One whole binrpc packet (immutable): its type, cookie and raw body bytes."""
+
+    __match_args__ = ("type", "cookie", "body")
+    __slots__ = __match_args__
+    type: int
     cookie: int
     body: bytes
+
+    def __init__(self, type: int, cookie: int, body: bytes) -> None:
+        super().__init__(type, cookie, body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +192,7 @@ def parse_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Heade
     p = offset + 2
     body_len = int.from_bytes(data[p : p + ll], "big")
     cookie = int.from_bytes(data[p + ll : p + ll + cc], "big")
-    return Header(MsgType(mtype), body_len, cookie, size)
+    return Header(mtype, body_len, cookie, size)
 
 
 def encode_packet(msg_type: int, body: bytes, cookie: int) -> bytes:

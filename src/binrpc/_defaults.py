@@ -19,7 +19,10 @@ These functions only look at the file system (stat, access); they create nothing
 from __future__ import annotations
 
 import os
-from typing import Final
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "KAMAILIO_CTL_ADDRESS",

@@ -9,10 +9,12 @@ and 5.6.3 spins forever on some 4-byte lengths).
 
 from __future__ import annotations
 
-from typing import Final
-
 from ._codec import Packet, parse_header
 from ._errors import DecodeError, PacketTooLarge, RemoteProtocolError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["DEFAULT_MAX_PACKET_SIZE", "StreamFramer"]
 

@@ -25,26 +25,38 @@ Decoding gives ``int``, ``float``, ``str``, ``bytes``, ``list`` and :class:`Stru
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TypeAlias, Union, overload
+from _collections_abc import Mapping  # = collections.abc.Mapping, without its import cost
+
+from ._frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import TypeAlias
+
+    Value: TypeAlias = (
+        int | float | str | bytes | "Double" | "Struct" | list["Value"] | tuple["Value", ...]
+    )
+else:
+    # the precise alias is for type checkers; importing typing costs start-up time
+    Value = object
 
 __all__ = ["Double", "Struct", "Value"]
 
-Value: TypeAlias = Union[
-    int, float, str, bytes, "Double", "Struct", list["Value"], tuple["Value", ...]
-]
 
-
-@dataclass(frozen=True, slots=True)
-class Double:
+class Double(Frozen):
     """Send ``value`` as a DOUBLE record even when it is an ``int``.
 
     ``Double(67108864)`` goes out as ``52 0f a0 00 00 00`` (67108864000 milli-units), exactly
     like the ctl module's 64-bit counters. An ``int`` is scaled exactly (no float rounding).
     """
 
+    __match_args__ = ("value",)
+    __slots__ = __match_args__
     value: int | float
+
+    def __init__(self, value: int | float) -> None:
+        super().__init__(value)
 
     def __float__(self) -> float:
         return float(self.value)
@@ -99,11 +111,7 @@ class Struct:
                 return value
         raise KeyError(name)
 
-    @overload
-    def get(self, name: str) -> Value | None: ...
-    @overload
-    def get(self, name: str, default: Value) -> Value: ...
-    def get(self, name: str, default: object = None) -> object:
+    def get(self, name: str, default: Value | None = None) -> Value | None:
         """The first member called ``name``, or ``default``."""
         for key, value in self._pairs:
             if key == name:

@@ -30,3 +30,6 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
   | grep -v -e '^WARNING: Location' -e 'is ignored: it is neither' || true
 .venv/bin/python -c 'import binrpc' # fail loudly if the install did not work
+# byte-compile once: with PYTHONDONTWRITEBYTECODE set, every `binrpc` call would otherwise
+# recompile its modules (a one-shot call's start-up budget is a few milliseconds)
+.venv/bin/python -m compileall -q src >/dev/null

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import Fault, RemoteProtocolError
+from ._errors import Fault, LocalProtocolError, RemoteProtocolError
 from ._rpc import (
     MISSING,
     MethodTable,
@@ -51,12 +51,18 @@ from ._values import Double, Struct
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE",
+    "PIPE_BUF",
     "FifoContext",
     "FifoFramer",
+    "FifoReply",
     "FifoRequest",
     "FifoRequestError",
     "FifoTooLarge",
+    "build_fifo_request",
     "escape",
+    "escape_param",
+    "format_param",
+    "parse_fifo_reply",
     "parse_fifo_request",
     "render_status",
     "unescape",
@@ -68,6 +74,10 @@ DEFAULT_MAX_REQUEST_SIZE: Final = 65535
 """Largest request buffered: the ctl module reads each FIFO and connection into a 65535-byte
 buffer. Unlike ctl (whose FIFO is dead for good once that buffer fills without a request in
 it), we discard the buffer and go on."""
+
+PIPE_BUF: Final = 4096
+"""Writes of at most this many bytes to a pipe are atomic (POSIX PIPE_BUF on Linux): a FIFO
+request bigger than this can interleave with other clients' requests."""
 
 MAX_REASON: Final = 1023
 """The status line's reason is cut here (ctl formats it into 1024 bytes)."""
@@ -126,6 +136,18 @@ def escape(text: str, *, full: bool = False) -> str:
     return text.translate(_ESCAPE_FULL if full else _ESCAPE_BASIC)
 
 
+_ESCAPE_PARAM_STRUCT: Final = str.maketrans(
+    {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0", ":": "\\c", ",": "\\o"}
+)
+
+
+def escape_param(text: str, *, struct: bool = False) -> str:
+    """Escape request text (the inverse of :func:`unescape`): the basic set, and with
+    ``struct`` (names and values of a struct line) ``:`` -> ``\\c`` and ``,`` -> ``\\o`` --
+    the input meaning, the reverse of what :func:`escape` writes in replies."""
+    return text.translate(_ESCAPE_PARAM_STRUCT if struct else _ESCAPE_BASIC)
+
+
 # --------------------------------------------------------------------------------------------
 # framing and parsing
 
@@ -153,6 +175,12 @@ class FifoFramer:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
+
+    def discard(self) -> int:
+        """Drop whatever is buffered (an incomplete request); returns the bytes dropped."""
+        size = len(self._buf)
+        self._buf.clear()
+        return size
 
     def next_request(self) -> bytes | None:
         """The next whole request (without its empty line), or None while incomplete.
@@ -652,3 +680,140 @@ class _LineError(Exception):
 
 def _fault(code: int, text: str) -> Fault:
     return Fault(code, text)
+
+
+# --------------------------------------------------------------------------------------------
+# the client side: requests out, replies in
+
+
+def _scalar_text(value: Any, *, struct: bool) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Double):
+        value = value.value
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    if isinstance(value, str):
+        return escape_param(value, struct=struct)
+    raise LocalProtocolError(
+        f"a FIFO parameter cannot be a {type(value).__name__} "
+        "(use str, int, float, bool, bytes, or a Struct/dict of those)"
+    )
+
+
+def format_param(value: Any) -> str:
+    """One parameter line for ``value`` (without its LF).
+
+    ``str`` (and ``bytes``, decoded as UTF-8) is escaped with the FIFO escapes; ``int``,
+    ``float``, :class:`~binrpc.Double` and ``bool`` (``1``/``0``) are written as text (the
+    server converts lines to what the RPC asks for); a :class:`~binrpc.Struct` or ``dict``
+    becomes a struct line ``name:value,name:value`` with ``:`` and ``,`` escaped as ``\\c``
+    and ``\\o``.
+
+    Raises:
+        LocalProtocolError: a value the FIFO protocol cannot carry: an empty string or struct
+            (an empty line ends the request), a list, a nested struct, None.
+    """
+    if isinstance(value, Struct | dict):
+        items = value.items()
+        parts: list[str] = []
+        for name, member in items:
+            if isinstance(member, Struct | dict | list | tuple):
+                raise LocalProtocolError("a FIFO struct line cannot hold a nested struct or list")
+            parts.append(
+                f"{escape_param('' if name is None else str(name), struct=True)}:"
+                f"{_scalar_text(member, struct=True)}"
+            )
+        line = ",".join(parts)
+    else:
+        line = _scalar_text(value, struct=False)
+    if line == "":
+        raise LocalProtocolError(
+            "an empty FIFO parameter cannot be sent: an empty line ends the request"
+        )
+    return line
+
+
+def build_fifo_request(method: str, params: Iterable[Any] = (), reply_name: str = "") -> bytes:
+    """The request text: ``:method:reply_name``, a line per parameter, an empty line.
+
+    Raises:
+        LocalProtocolError: a bad method or reply name, or a parameter :func:`format_param`
+            refuses.
+    """
+    if not method or any(c in method for c in ":\n\r"):
+        raise LocalProtocolError(f"bad FIFO method name {method!r}")
+    if any(c in reply_name for c in "./\\:\n\r\0"):
+        raise LocalProtocolError(f"bad reply FIFO name {reply_name!r}")
+    lines = [f":{method}:{reply_name}", *(format_param(p) for p in params), "", ""]
+    return "\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class FifoReply:
+    """A FIFO reply: ``code, reason, lines = reply`` works.
+
+    Attributes:
+        code: the status code (200 for success; a fault's code otherwise).
+        reason: the status text (unescaped).
+        lines: the body lines as sent, still escaped (a struct is one line
+            ``name:value,...``); :meth:`values` unescapes them. A body that does not end
+            with LF (``rpl_printf`` output) keeps its last, unterminated line.
+        raw: the reply bytes as received.
+    """
+
+    code: int
+    reason: str
+    lines: tuple[str, ...]
+    raw: bytes = b""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.code, self.reason, list(self.lines)))
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx status."""
+        return 200 <= self.code < 300
+
+    def values(self) -> list[str]:
+        """The body lines unescaped (a line with a bad escape is returned as is)."""
+        out: list[str] = []
+        for line in self.lines:
+            try:
+                out.append(unescape(line))
+            except ValueError:
+                out.append(line)
+        return out
+
+    def check(self) -> FifoReply:
+        """Return self for a 2xx status, else raise :class:`~binrpc.Fault` (code, reason)."""
+        if not self.ok:
+            raise Fault(self.code, self.reason)
+        return self
+
+
+def parse_fifo_reply(data: bytes) -> FifoReply:
+    """Parse a whole reply: the status line ``<code> <reason>``, then the body lines.
+
+    Raises:
+        RemoteProtocolError: the first line is not a status line.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    status, _, body = text.partition("\n")
+    if status.endswith("\r"):
+        status = status[:-1]
+    code_text, _, reason = status.partition(" ")
+    if not code_text.isdigit() or not code_text.isascii():
+        raise RemoteProtocolError(f"not a FIFO reply: bad status line {status[:80]!r}")
+    try:
+        reason = unescape(reason)
+    except ValueError:
+        pass
+    lines = body.split("\n") if body else []
+    if lines and lines[-1] == "":
+        lines.pop()
+    return FifoReply(int(code_text), reason, tuple(lines), bytes(data))

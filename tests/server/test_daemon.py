@@ -182,7 +182,8 @@ def test_config_file_and_flags(workdir: str, module_file: str) -> None:
     [
         (["--binrpc", "foo:/tmp/x"], "'foo:/tmp/x'"),
         (["--binrpc", "unix:/tmp/a:b"], "'unix:/tmp/a:b'"),
-        (["--fifo", "/tmp/binrpcd-test.fifo"], "not yet supported"),
+        (["--fifo", "/tmp/binrpcd-no-such-dir/f.fifo"], "cannot create the FIFO"),
+        (["--fifo", "fifo:/tmp/a:b"], "'fifo:/tmp/a:b'"),
         (["--mode", "9x"], "bad mode"),
         (["--module", "binrpc._values"], "exports no RPCs"),
         (["--module", "no_such_module_xyz"], "no_such_module_xyz"),

@@ -399,15 +399,15 @@ def test_bad_addresses_refused_naming_the_value(text: str) -> None:
     assert repr(text) in str(info.value)
 
 
-def test_fifo_not_supported_yet(workdir: str) -> None:
-    async def start(*addrs: str, **kw: Any) -> None:
-        async with serve(None, *addrs, **kw):
-            pass
+def test_fifo_listeners_accepted(workdir: str) -> None:
+    # the FIFO protocol itself is tested in tests/fifo
+    async def start(*addrs: str, **kw: Any) -> list[tuple[str, str, str, str]]:
+        async with serve(None, *addrs, **kw) as srv:
+            return srv.listener_rows()
 
-    with pytest.raises(ListenerError, match="not yet supported"):
-        asyncio.run(start(f"fifo:{workdir}/f"))
-    with pytest.raises(ListenerError, match="not yet supported"):
-        asyncio.run(start(fifo=(f"{workdir}/f",)))
+    assert asyncio.run(start(f"fifo:{workdir}/f")) == [("fifo", "fifo", f"{workdir}/f", "")]
+    assert asyncio.run(start(fifo=(f"{workdir}/f",))) == [("fifo", "fifo", f"{workdir}/f", "")]
+    assert not os.path.exists(f"{workdir}/f")
 
 
 def run_briefly(*addresses: str, **options: Any) -> list[os.stat_result]:

@@ -2,8 +2,9 @@
 
 Flags are named after the ctl module parameters (``--binrpc``, ``--fifo``, ``--mode``,
 ``--user``, ``--group``, ``--autoconversion``, ``--binrpc-buffer-size``,
-``--binrpc-max-body-size``, ``--binrpc-struct-max-body-size``) plus the limits ctl lacks
-(``--max-connections``, ``--idle-timeout``, ``--write-timeout``). ``--config FILE`` reads the
+``--binrpc-max-body-size``, ``--binrpc-struct-max-body-size``) plus the settings ctl lacks or
+hard-codes (``--max-connections``, ``--idle-timeout``, ``--write-timeout``,
+``--fifo-reply-dir``, ``--fifo-reply-timeout``). ``--config FILE`` reads the
 same settings from TOML (keys with underscores or dashes); flags win over the file.
 
 ``--module NAME`` (repeatable) imports a Python module (or a ``.py`` file) and registers its
@@ -24,8 +25,9 @@ Example module::
         return a + b
 
 The daemon logs to stderr, prints one ``listening on <address>`` line per listener on stdout
-once it is ready, and exits 0 after SIGTERM or SIGINT (listeners closed, socket files
-removed, pending replies sent) or ``core.kill``.
+once it is ready (``listening on fifo:/tmp/ser_fifo`` for a FIFO file, ``listening on
+udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM or SIGINT
+(listeners closed, socket and FIFO files removed, pending replies sent) or ``core.kill``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ _INT_SETTINGS = (
     "max_connections",
 )
 _FLOAT_SETTINGS = ("idle_timeout", "write_timeout")
+_STR_SETTINGS = ("fifo_reply_dir",)
 
 
 class ConfigError(Exception):
@@ -115,11 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--fifo",
         action="append",
         metavar="ADDR",
-        help="FIFO text-protocol listener (repeatable; not yet supported)",
+        help="FIFO text-protocol listener: a FIFO file (/tmp/ser_fifo, fifo:/tmp/ser_fifo, "
+        "a bare name relative to the working directory), udp:*:2050, tcp:127.0.0.1:2050, "
+        "unixs:/path, unixd:/path; host:port means udp (repeatable)",
     )
-    p.add_argument("--mode", help="permissions of unix socket files, octal (default 0600)")
-    p.add_argument("--user", help="owner of unix socket files (name or uid)")
-    p.add_argument("--group", help="group of unix socket files (name or gid)")
+    p.add_argument(
+        "--fifo-reply-dir",
+        metavar="DIR",
+        help="directory of the reply FIFOs named in FIFO-file requests (/tmp)",
+    )
+    p.add_argument(
+        "--fifo-reply-timeout",
+        metavar="SECONDS",
+        help="give up a reply to a reply FIFO whose reader does not read (5)",
+    )
+    p.add_argument(
+        "--mode", help="permissions of unix socket files and FIFOs, octal (default 0600)"
+    )
+    p.add_argument("--user", help="owner of unix socket files and FIFOs (name or uid)")
+    p.add_argument("--group", help="group of unix socket files and FIFOs (name or gid)")
     p.add_argument(
         "--autoconversion",
         nargs="?",
@@ -169,7 +186,7 @@ def _read_config(path: str) -> dict[str, Any]:
 _KNOWN = {
     "binrpc", "fifo", "mode", "user", "group", "autoconversion", "config", "module",
     "modules", "builtins", "no_builtins", "verbose",
-    *_INT_SETTINGS, *_FLOAT_SETTINGS,
+    "fifo_reply_timeout", *_INT_SETTINGS, *_FLOAT_SETTINGS, *_STR_SETTINGS,
 }  # fmt: skip
 
 
@@ -196,7 +213,7 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
         if unknown:
             raise ConfigError(f"{args.config}: unknown setting(s): {', '.join(unknown)}")
     for key in ("binrpc", "fifo", "mode", "user", "group", "autoconversion", *_INT_SETTINGS,
-                *_FLOAT_SETTINGS):  # fmt: skip
+                *_FLOAT_SETTINGS, *_STR_SETTINGS, "fifo_reply_timeout"):  # fmt: skip
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -225,6 +242,16 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
     for key in _FLOAT_SETTINGS:
         if key in settings:
             kw[key] = _timeout(settings[key])
+    for key in _STR_SETTINGS:
+        if key in settings:
+            if not isinstance(settings[key], str) or not settings[key]:
+                raise ConfigError(f"{key}: expected a non-empty string")
+            kw[key] = settings[key]
+    if "fifo_reply_timeout" in settings:
+        timeout = _timeout(settings["fifo_reply_timeout"])
+        if timeout is None:
+            raise ConfigError("fifo_reply_timeout: expected a number of seconds > 0")
+        kw["fifo_reply_timeout"] = timeout
     if "builtins" in settings:
         kw["builtins"] = _bool(settings["builtins"])
     fifo = _as_list(settings.get("fifo"), "fifo")
@@ -284,8 +311,10 @@ async def _run(addresses: list[str], options: ServerOptions, registry: Registry)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.close)
-    for address in server.addresses:
-        print(f"listening on {address}", flush=True)
+    for listener in server.listeners:
+        over_socket = listener.payload == "fifo" and listener.address.proto != "fifo"
+        suffix = " (fifo)" if over_socket else ""
+        print(f"listening on {listener.address}{suffix}", flush=True)
     log.info("binrpcd %d ready: %s", os.getpid(), ", ".join(str(a) for a in server.addresses))
     await server.serve_forever()
     for sig in (signal.SIGTERM, signal.SIGINT):

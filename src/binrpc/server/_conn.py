@@ -125,11 +125,14 @@ class StreamConnection(asyncio.Protocol):
             self._last_activity = loop.time()
             self._idle_timer = loop.call_later(idle, self._check_idle)
 
+    def _touch(self) -> None:
+        if self._idle_timer is not None:
+            self._last_activity = asyncio.get_running_loop().time()
+
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._idle_timer is not None:
-            self._last_activity = asyncio.get_running_loop().time()
+        self._touch()
         framer = self.framer
         framer.feed(data)
         while not self._closing:
@@ -254,7 +257,7 @@ class StreamConnection(asyncio.Protocol):
     # -- ctl.who ----------------------------------------------------------------------------
     def who_row(self) -> tuple[str, str, str, str, str, str]:
         lst = self.listener
-        return ("binrpc", lst.address.transport_name, self.peer[0], self.peer[1],
+        return (lst.payload, lst.address.transport_name, self.peer[0], self.peer[1],
                 lst.local_host, lst.local_port)  # fmt: skip
 
 

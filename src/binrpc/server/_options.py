@@ -20,12 +20,13 @@ class ServerOptions:
     """
 
     mode: int = 0o600
-    """Permissions of unix socket files (ctl ``mode``). 0 leaves them as created (umask)."""
+    """Permissions of unix socket files and FIFO files (ctl ``mode``). 0 leaves socket files
+    as created (umask) and gives FIFO files 0600."""
     user: str | int | None = None
-    """Owner of unix socket files: a user name or a uid (ctl ``user``). Unlike ctl, setting
-    only ``user`` or only ``group`` is enough to chown."""
+    """Owner of unix socket files and FIFO files: a user name or a uid (ctl ``user``). Unlike
+    ctl, setting only ``user`` or only ``group`` is enough to chown sockets too."""
     group: str | int | None = None
-    """Group of unix socket files: a group name or a gid (ctl ``group``)."""
+    """Group of unix socket files and FIFO files: a group name or a gid (ctl ``group``)."""
     autoconversion: bool = False
     """Convert scanned parameters to the type the RPC asks for (ctl ``autoconversion``)."""
     binrpc_buffer_size: int = 1024
@@ -56,8 +57,32 @@ class ServerOptions:
     """Also serve the built-in ``core.*``, ``system.*`` and ``ctl.*`` RPCs (the user's
     registry wins for a name it defines too)."""
     fifo: tuple[str, ...] = field(default=())
-    """FIFO text-protocol listeners (ctl ``fifo``). Not supported yet: a non-empty value is
-    refused at start-up."""
+    """FIFO text-protocol listeners (ctl ``fifo``), in the syntax of that parameter: a path or
+    a bare name is a FIFO file (``/tmp/ser_fifo``, ``fifo:/tmp/ser_fifo``, ``ser_fifo``
+    relative to the working directory), ``host:port`` is UDP, and ``udp:``/``tcp:``/
+    ``unixs:``/``unixd:`` run the FIFO protocol over that socket. Setting only FIFO listeners
+    disables the default binrpc socket (spec 7.3)."""
+    fifo_reply_dir: str = "/tmp"
+    """Directory of the reply FIFOs named in requests to a FIFO file (ctl hard-codes
+    ``/tmp``). Only names without ``.``, ``/`` and ``\\`` are accepted, and only an existing,
+    single-link FIFO that is not a symlink is written to."""
+    fifo_reply_timeout: float = 5.0
+    """Seconds a reply may wait for a client that opened its reply FIFO but does not read it
+    (the pipe buffer is full); then the rest is dropped and logged. The wait never blocks
+    other clients (ctl blocks its whole process). A reply FIFO that nobody opens is retried
+    4 times, 80 ms apart, as in ctl."""
+    fifo_partial_timeout: float | None = 2.0
+    """Seconds an incomplete request may stay in a FIFO file's buffer (a writer that died
+    half-way, or wrote no empty line) before it is discarded, so that the requests of the next
+    clients are not glued to it. None: keep it (ctl keeps it forever)."""
+
+    def __post_init__(self) -> None:
+        # a single address given as a string, or a list: keep a tuple of strings
+        fifo: Any = self.fifo
+        if isinstance(fifo, str):
+            object.__setattr__(self, "fifo", (fifo,))
+        elif not isinstance(fifo, tuple):
+            object.__setattr__(self, "fifo", tuple(fifo))
 
     def limits(self) -> RpcLimits:
         """The per-request limits, in bytes, with ctl's fallbacks for values <= 0."""

@@ -19,8 +19,18 @@ from .._framing import StreamFramer
 from .._rpc import MethodTable, Registry, RpcLimits
 from ..rpcs import builtin_registry
 from ._conn import DatagramEndpoint, StreamConnection
+from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
 from ._options import ServerOptions
-from ._sockets import ListenerError, OpenedSocket, open_socket, remove_socket_file, resolve_ids
+from ._sockets import (
+    ListenerError,
+    OpenedFifo,
+    OpenedSocket,
+    open_fifo,
+    open_socket,
+    remove_fifo_file,
+    remove_socket_file,
+    resolve_ids,
+)
 
 __all__ = ["Listener", "Server", "serve"]
 
@@ -32,22 +42,24 @@ _MAX_DGRAM = {"udp4": 65507, "udp6": 65527, "unixd": 65535}
 
 @dataclass(eq=False)
 class Listener:
-    """One listening socket.
+    """One listening socket or FIFO file.
 
     Attributes:
         address: the address as configured (port defaulted/wrapped).
         bound: the address actually bound (same as ``address`` except for resolved hosts).
-        payload: ``binrpc`` (``fifo`` later).
+        payload: ``binrpc`` or ``fifo`` (the FIFO text protocol, on any transport).
+        opened: the socket, or the FIFO file's descriptors.
     """
 
     address: Address
-    opened: OpenedSocket
+    opened: OpenedSocket | OpenedFifo
     payload: str = "binrpc"
     local_host: str = ""
     local_port: str = ""
     server: asyncio.AbstractServer | None = None
     transport: asyncio.BaseTransport | None = None
     endpoint: DatagramEndpoint | None = field(default=None, repr=False)
+    reader: FifoFileReader | None = field(default=None, repr=False)
 
     @property
     def bound(self) -> Address:
@@ -92,27 +104,27 @@ class Server:
         self._conns_gone: asyncio.Event | None = None
 
     # -- start ------------------------------------------------------------------------------
-    def _parse_addresses(self) -> list[Address]:
-        if self.options.fifo:
-            raise ListenerError(
-                f"fifo listener {self.options.fifo[0]!r}: the FIFO protocol is not yet supported"
-            )
-        texts = list(self._addresses)
+    def _parse_addresses(self) -> list[tuple[Address, str]]:
+        """(address, payload) per listener: the binrpc ones, then the fifo ones."""
+        texts: list[tuple[str, str]] = [(text, "binrpc") for text in self._addresses]
+        texts += [(text, "fifo") for text in self.options.fifo]
         default = False
         if not texts:
-            texts = [default_server_address()]
+            # the default socket only when neither binrpc nor fifo is configured (spec 7.3)
+            texts = [(default_server_address(), "binrpc")]
             default = True
-        out: list[Address] = []
-        for text in texts:
+        out: list[tuple[Address, str]] = []
+        for text, flavour in texts:
             try:
-                address = parse_address(text, "binrpc")
+                address = parse_address(text, "fifo" if flavour == "fifo" else "binrpc")
             except AddressError as exc:
-                raise ListenerError(f"bad listen address {text!r}: {exc}") from None
-            if address.proto == "fifo":
-                raise ListenerError(f"listener {text!r}: the FIFO protocol is not yet supported")
-            out.append(address)
-        if default and out[0].is_unix:
-            directory = os.path.dirname(out[0].path)
+                raise ListenerError(f"bad {flavour} listen address {text!r}: {exc}") from None
+            # ``fifo:`` given as a binrpc address makes a FIFO listener in ctl too (which then
+            # reports it as "binrpc"); we report what it speaks
+            payload = "fifo" if address.proto == "fifo" else flavour
+            out.append((address, payload))
+        if default and out[0][0].is_unix:
+            directory = os.path.dirname(out[0][0].path)
             if directory:
                 with contextlib.suppress(OSError):
                     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -131,13 +143,24 @@ class Server:
         self._closed_event = asyncio.Event()
         addresses = self._parse_addresses()
         uid, gid = resolve_ids(self.options.user, self.options.group)
-        opened: list[OpenedSocket] = []
+        opened: list[tuple[OpenedSocket | OpenedFifo, str]] = []
         try:
-            for address in addresses:
+            for address, payload in addresses:
                 # one by one, so that a failure closes the ones already open
-                opened.append(open_socket(address, self.options.mode, uid, gid))  # noqa: PERF401
-            for item in opened:
-                listener = Listener(item.address, item)
+                item: OpenedSocket | OpenedFifo
+                if address.proto == "fifo":
+                    item = open_fifo(address, self.options.mode, uid, gid)
+                else:
+                    item = open_socket(address, self.options.mode, uid, gid)
+                opened.append((item, payload))
+            for item, payload in opened:
+                listener = Listener(item.address, item, payload)
+                if isinstance(item, OpenedFifo):
+                    listener.local_host = item.address.path
+                    listener.reader = FifoFileReader(self, listener, item)
+                    listener.reader.start(loop)
+                    self.listeners.append(listener)
+                    continue
                 sock = item.sock
                 if item.address.proto in ("tcp", "udp"):
                     name = sock.getsockname()
@@ -155,9 +178,10 @@ class Server:
                     listener.server.close()
                 if listener.transport is not None:
                     listener.transport.close()
-            for item in opened:
-                item.sock.close()
-                remove_socket_file(item)
+                if listener.reader is not None:
+                    listener.reader.stop_reading()
+            for item, _ in opened:
+                _close_opened(item)
             self.listeners = []
             raise
         self.started = time.time()
@@ -166,15 +190,19 @@ class Server:
     async def _start_stream(
         self, loop: asyncio.AbstractEventLoop, listener: Listener
     ) -> asyncio.AbstractServer:
-        def factory() -> StreamConnection:
-            return StreamConnection(self, listener)
+        kind = FifoStreamConnection if listener.payload == "fifo" else StreamConnection
 
+        def factory() -> StreamConnection:
+            return kind(self, listener)
+
+        assert isinstance(listener.opened, OpenedSocket)
         sock = listener.opened.sock
         if sock.family == socket.AF_UNIX:
             return await loop.create_unix_server(factory, sock=sock, backlog=128)
         return await loop.create_server(factory, sock=sock, backlog=128)
 
     async def _start_datagram(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
+        assert isinstance(listener.opened, OpenedSocket)
         sock = listener.opened.sock
         if sock.family == socket.AF_UNIX:
             limit = _MAX_DGRAM["unixd"]
@@ -182,7 +210,8 @@ class Server:
             limit = _MAX_DGRAM["udp6"]
         else:
             limit = _MAX_DGRAM["udp4"]
-        endpoint = DatagramEndpoint(self, listener, limit)
+        kind = FifoDatagramEndpoint if listener.payload == "fifo" else DatagramEndpoint
+        endpoint = kind(self, listener, limit)
         transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
         listener.transport = transport
         listener.endpoint = endpoint
@@ -220,8 +249,12 @@ class Server:
 
     @property
     def sockets(self) -> list[socket.socket]:
-        """The listening sockets."""
-        return [listener.opened.sock for listener in self.listeners]
+        """The listening sockets (FIFO files have none)."""
+        return [
+            listener.opened.sock
+            for listener in self.listeners
+            if isinstance(listener.opened, OpenedSocket)
+        ]
 
     # -- stop -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -234,6 +267,8 @@ class Server:
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
+            if listener.reader is not None:
+                listener.reader.stop_reading()
         for conn in list(self.connections):
             conn.shutdown()
         self._close_task = asyncio.ensure_future(self._finish_close())
@@ -264,8 +299,12 @@ class Server:
                         await listener.server.wait_closed()
         finally:
             for listener in self.listeners:
-                listener.opened.sock.close()
-                remove_socket_file(listener.opened)
+                if listener.reader is not None:
+                    listener.reader.close()
+                    assert isinstance(listener.opened, OpenedFifo)
+                    remove_fifo_file(listener.opened)
+                else:
+                    _close_opened(listener.opened)
             if self._closed_event is not None:
                 self._closed_event.set()
 
@@ -300,6 +339,18 @@ class Server:
         return f"<Server {[str(a) for a in self.addresses]}>"
 
 
+def _close_opened(item: OpenedSocket | OpenedFifo) -> None:
+    """Close a socket / FIFO opened at start-up and remove its file if it is still ours."""
+    if isinstance(item, OpenedFifo):
+        for fd in (item.rfd, item.wfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        remove_fifo_file(item)
+    else:
+        item.sock.close()
+        remove_socket_file(item)
+
+
 def serve(
     registry: Registry | None,
     *addresses: str,
@@ -307,8 +358,9 @@ def serve(
     **changes: Any,
 ) -> Server:
     """Create a server for ``registry`` on ``addresses`` (``binrpc`` parameter syntax, spec
-    7.2, plus ``tcp:[::1]:2046``). With no address: the default control socket
-    (:func:`binrpc._defaults.default_server_address`).
+    7.2, plus ``tcp:[::1]:2046``) and on the FIFO-protocol listeners of the ``fifo`` option
+    (``fifo=["/tmp/ser_fifo", "udp:*:2050"]``, ``fifo`` parameter syntax). With neither: the
+    default control socket (:func:`binrpc._defaults.default_server_address`).
 
     ``options`` and/or keyword arguments (the :class:`ServerOptions` field names) set limits.
     Nothing is opened until the server is started: ``async with serve(...) as srv`` or

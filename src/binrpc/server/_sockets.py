@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from .._address import Address
 
-__all__ = ["ListenerError", "OpenedSocket", "open_socket", "remove_socket_file", "resolve_ids"]
+__all__ = [
+    "ListenerError",
+    "OpenedFifo",
+    "OpenedSocket",
+    "open_fifo",
+    "open_socket",
+    "remove_fifo_file",
+    "remove_socket_file",
+    "resolve_ids",
+]
 
 _UNIX_DGRAM_SNDBUF = 1 << 18
 """Unix datagram replies up to 64 KiB must fit the send buffer in one piece."""
@@ -167,3 +176,113 @@ def remove_socket_file(opened: OpenedSocket) -> None:
     if (st.st_dev, st.st_ino) == opened.file_id:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+# --------------------------------------------------------------------------------------------
+# FIFO files (the ctl ``fifo`` parameter's ``fifo:`` listeners)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedFifo:
+    """A FIFO file we created: its read end (non-blocking) and a write end we keep open so
+    that the reader never sees EOF when the last client closes (as ctl does).
+
+    Attributes:
+        address: the address as configured (``ctl.listen`` shows its path as written).
+        path: the absolute path (a relative FIFO name resolves against the working directory
+            at start-up, like ctl's; we remember where it went).
+        file_id: (st_dev, st_ino) of the FIFO, so that only our own file is removed.
+    """
+
+    address: Address
+    path: str
+    rfd: int
+    wfd: int
+    file_id: tuple[int, int]
+
+
+def _fifo_has_reader(path: str) -> bool:
+    """Is some process reading the FIFO at ``path`` (a live server)?"""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False  # ENXIO: nobody reads it
+    os.close(fd)
+    return True
+
+
+def _prepare_fifo_path(address: Address, path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ListenerError(f"{address}: cannot check {path}: {exc.strerror}") from None
+    if not stat.S_ISFIFO(st.st_mode):
+        # ctl unlinks whatever is there; we never delete a file that is not a FIFO
+        raise ListenerError(f"{address}: {path} exists and is not a FIFO; not removing it")
+    if _fifo_has_reader(path):
+        raise ListenerError(f"{address}: another server is reading the FIFO {path}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale FIFO left by a dead server
+
+
+def open_fifo(address: Address, mode: int, uid: int, gid: int) -> OpenedFifo:
+    """Create the FIFO file of a ``fifo:`` listener and open both of its ends.
+
+    A stale FIFO at the path (nobody reading it) is replaced; anything that is not a FIFO
+    (a regular file, a directory, a socket, a symlink ...) is left alone and refused, and so
+    is a FIFO that a live server reads. The FIFO gets ``mode`` (0600 when ``mode`` is 0) and,
+    if either is set, the owner ``uid``/``gid``, through the opened descriptor (never through
+    a path that could have been swapped for a symlink).
+
+    Raises:
+        ListenerError: the FIFO cannot be created, opened, chmod-ed or chown-ed.
+    """
+    path = os.path.abspath(address.path)
+    _prepare_fifo_path(address, path)
+    perms = mode if mode else 0o600
+    try:
+        os.mkfifo(path, perms)
+        created = os.lstat(path)
+    except OSError as exc:
+        raise ListenerError(f"{address}: cannot create the FIFO {path}: {exc.strerror}") from None
+    file_id = (created.st_dev, created.st_ino)
+    rfd = wfd = -1
+    try:
+        rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        st = os.fstat(rfd)
+        if not stat.S_ISFIFO(st.st_mode) or (st.st_dev, st.st_ino) != file_id:
+            raise ListenerError(f"{address}: {path} was replaced while being created")
+        os.fchmod(rfd, perms)
+        if uid != -1 or gid != -1:
+            os.fchown(rfd, uid, gid)
+        wfd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        wst = os.fstat(wfd)
+        if (wst.st_dev, wst.st_ino) != file_id:
+            raise ListenerError(f"{address}: {path} was replaced while being created")
+    except BaseException as exc:
+        for fd in (rfd, wfd):
+            if fd >= 0:
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            cur = os.lstat(path)
+            if (cur.st_dev, cur.st_ino) == file_id:
+                os.unlink(path)
+        if isinstance(exc, OSError) and not isinstance(exc, ListenerError):
+            raise ListenerError(
+                f"{address}: cannot open/set mode/owner of the FIFO {path}: {exc.strerror}"
+            ) from None
+        raise
+    return OpenedFifo(address, path, rfd, wfd, file_id)
+
+
+def remove_fifo_file(opened: OpenedFifo) -> None:
+    """Unlink a listener's FIFO file if it is still the one we created."""
+    try:
+        st = os.lstat(opened.path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) == opened.file_id:
+        with contextlib.suppress(OSError):
+            os.unlink(opened.path)

@@ -38,6 +38,10 @@ def make_registry() -> Registry:
     def types(i: int, f: float, s: str, b: bool) -> tuple[str, ...]:
         return (f"{type(i).__name__}={i}", f"{type(f).__name__}={f}", f"str={s}", f"bool={b}")
 
+    @reg.rpc("t.echo")
+    def echo(*words: str) -> tuple[str, ...]:
+        return words
+
     @reg.rpc("t.scan", context=True)
     def scan(ctx: RpcContext) -> None:
         # C-style conversions: strtol with base auto, strtod, unescaped strings

@@ -184,6 +184,7 @@ def test_parse_reply() -> None:
     assert (r.code, r.reason, r.lines) == (200, "OK", ("a\\tb", "", "c:1,d:2"))
     assert r.values() == ["a\tb", "", "c:1,d:2"]
     code, reason, lines = r
+    assert (code, reason) == (200, "OK")
     assert lines == ["a\\tb", "", "c:1,d:2"]
     assert parse_fifo_reply(b"500 Command 'x' not found\n").reason == "Command 'x' not found"
     assert parse_fifo_reply(b"200 OK\nno final newline").lines == ("no final newline",)

@@ -6,12 +6,19 @@ Starts Kamailio 5.6.3 (ctl on a /tmp unix socket; the test harness in tests/inte
 stops it by pid), then measures the median wall time of:
 
 * ``python -c pass`` (the interpreter's own floor, same venv),
-* ``binrpc core.version`` (one-shot),
+* ``binrpc core.version`` (one-shot) three ways: the ``binrpc`` console script next to the
+  interpreter (when it exists), ``python -c "from binrpc.cli.client import main; ..."`` (the
+  same work without the script), and ``python -m binrpc.cli.client`` (runpy adds its imports),
+* ``python -c "import binrpc.cli.client"``: the import cost alone,
 * ``kamcmd core.version``,
 * ``binrpc --batch`` with N ``core.version`` lines (one process, one connection) against a
   shell loop running kamcmd N times.
 
-Prints the times and the ratios. Not a test.
+The package is byte-compiled first (``python -m compileall``): with PYTHONDONTWRITEBYTECODE set,
+nothing would be cached and every run would compile binrpc from source.
+
+Prints the times and the ratios. Not a test. ``bench/server.py`` calls :func:`measure` (with a
+Kamailio it already runs) and prints :func:`report` in its table.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -31,55 +38,129 @@ sys.path.insert(0, os.path.dirname(HERE))
 from tests.interop.kamailio import Kamailio, ensure_kamailio  # noqa: E402
 
 
-def wall(argv: Sequence[str], runs: int, stdin: bytes | None = None) -> float:
+def wall(
+    argv: Sequence[str],
+    runs: int,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """Median wall time of ``runs`` runs of ``argv`` (each must exit 0)."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(argv, input=stdin, capture_output=True, check=True)
+        subprocess.run(argv, input=stdin, capture_output=True, check=True, env=env)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
+MAIN_CODE = "import sys; from binrpc.cli.client import main; sys.exit(main())"
+
+
+def precompile(python: str, env: Mapping[str, str] | None = None) -> None:
+    """Byte-compile the binrpc package that ``python`` imports (its .pyc files are then used
+    even with PYTHONDONTWRITEBYTECODE set)."""
+    where = subprocess.run(
+        [python, "-c", "import binrpc, os; print(os.path.dirname(binrpc.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
+    subprocess.run([python, "-m", "compileall", "-q", where], check=True, env=env)
+
+
+def measure(
+    sock: str,
+    runs: int = 20,
+    batch: int = 1000,
+    *,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    loop_runs: int = 1,
+) -> dict[str, float]:
+    """Time the one-shot and batch cases against the ctl socket ``sock`` (kamcmd syntax).
+
+    Returns seconds (medians): ``python``, ``binrpc_m`` (``python -m binrpc.cli.client``),
+    ``binrpc_main`` (``python -c "from binrpc.cli.client import main ..."``), ``binrpc_script``
+    (the console script, if found), ``import_only`` (``python -c "import binrpc.cli.client"``),
+    ``kamcmd``, ``batch`` (``binrpc --batch`` with ``batch`` calls) and ``kamcmd_loop`` (a shell
+    loop of ``batch`` kamcmd runs), plus ``batch_n``. The package is byte-compiled first.
+    """
+    _kamailio, kamcmd = ensure_kamailio()
+    precompile(python, env)
+    binrpc = [python, "-m", "binrpc.cli.client"]
+    one_shot = ["-s", sock, "core.version"]
+    out: dict[str, float] = {"batch_n": float(batch)}
+    out["python"] = wall([python, "-c", "pass"], runs, env=env)
+    script = os.path.join(os.path.dirname(python), "binrpc")
+    if os.access(script, os.X_OK):
+        out["binrpc_script"] = wall([script, *one_shot], runs, env=env)
+    out["binrpc_main"] = wall([python, "-c", MAIN_CODE, *one_shot], runs, env=env)
+    out["binrpc_m"] = wall([*binrpc, *one_shot], runs, env=env)
+    out["import_only"] = wall([python, "-c", "import binrpc.cli.client"], runs, env=env)
+    out["kamcmd"] = wall([kamcmd, *one_shot], runs, env=env)
+
+    with tempfile.NamedTemporaryFile("w", suffix=".cmds", delete=False, dir="/tmp") as fh:
+        fh.write("core.version\n" * batch)
+        cmds = fh.name
+    try:
+        out["batch"] = wall([*binrpc, "-s", sock, "--batch", cmds], max(1, runs // 5), env=env)
+        out["kamcmd_loop"] = wall(
+            [
+                "sh",
+                "-c",
+                f'i=0; while [ $i -lt {batch} ]; do "{kamcmd}" -s "{sock}" '
+                f"core.version >/dev/null; i=$((i+1)); done",
+            ],
+            loop_runs,
+            env=env,
+        )
+    finally:
+        os.unlink(cmds)
+    return out
+
+
+def report(m: Mapping[str, float]) -> list[str]:
+    """The lines that :func:`main` prints for a :func:`measure` result."""
+    py, theirs = m["python"], m["kamcmd"]
+    n = int(m["batch_n"])
+    lines = [f"python -c pass          {py * 1000:8.1f} ms"]
+    for key, how in (
+        ("binrpc_script", "console script"),
+        ("binrpc_main", "python -c main()"),
+        ("binrpc_m", "python -m"),
+    ):
+        if key in m:
+            t = m[key]
+            lines.append(
+                f"binrpc core.version     {t * 1000:8.1f} ms  ({t / theirs:5.1f}x kamcmd, "
+                f"{t / py:4.2f}x bare python, +{(t - py) * 1000:.1f} ms)  [{how}]"
+            )
+    if "import_only" in m:
+        t = m["import_only"]
+        extra = (t - py) * 1000
+        lines.append(
+            f"import binrpc.cli.client{t * 1000:8.1f} ms  (+{extra:.1f} ms over bare python)"
+        )
+    lines.append(f"kamcmd core.version     {theirs * 1000:8.1f} ms")
+    batch, loop = m["batch"], m["kamcmd_loop"]
+    lines.append(f"binrpc --batch ({n})    {batch * 1000:8.1f} ms")
+    lines.append(
+        f"kamcmd shell loop ({n}) {loop * 1000:8.1f} ms  (batch is {loop / batch:5.1f}x faster)"
+    )
+    return lines
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=1000)
     args = ap.parse_args()
-    _kamailio, kamcmd = ensure_kamailio()
-    binrpc = [sys.executable, "-m", "binrpc.cli.client"]
+    ensure_kamailio()
     with Kamailio() as k:
-        sock = k.addresses[0].kamcmd
-        py = wall([sys.executable, "-c", "pass"], args.runs)
-        ours = wall([*binrpc, "-s", sock, "core.version"], args.runs)
-        theirs = wall([kamcmd, "-s", sock, "core.version"], args.runs)
-        print(f"python -c pass          {py * 1000:8.1f} ms")
-        print(
-            f"binrpc core.version     {ours * 1000:8.1f} ms  ({ours / theirs:5.1f}x kamcmd, "
-            f"{ours / py:4.2f}x bare python)"
-        )
-        print(f"kamcmd core.version     {theirs * 1000:8.1f} ms")
-
-        n = args.batch
-        with tempfile.NamedTemporaryFile("w", suffix=".cmds", delete=False) as fh:
-            fh.write("core.version\n" * n)
-            script = fh.name
-        try:
-            batch = wall([*binrpc, "-s", sock, "--batch", script], max(1, args.runs // 5))
-            loop = wall(
-                [
-                    "sh",
-                    "-c",
-                    f'i=0; while [ $i -lt {n} ]; do "{kamcmd}" -s "{sock}" '
-                    f"core.version >/dev/null; i=$((i+1)); done",
-                ],
-                1,
-            )
-        finally:
-            os.unlink(script)
-        print(f"binrpc --batch ({n})    {batch * 1000:8.1f} ms")
-        print(
-            f"kamcmd shell loop ({n}) {loop * 1000:8.1f} ms  (batch is {loop / batch:5.1f}x faster)"
-        )
+        m = measure(k.addresses[0].kamcmd, args.runs, args.batch)
+    for line in report(m):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,26 @@ TYPING = [
     ("-", "-"),
     (" ", " "),
     ("1e", "1e"),
+    ("1e+", "1e+"),
+    ("+.5e-1", 0.05),
+    ("0x.8p1", 1.0),
+    ("-0XaP-1", -5.0),
+    ("0x1p", "0x1p"),
+    ("0x1.8.p1", "0x1.8.p1"),
+    (".", "."),
+    ("e5", "e5"),
+    ("1.2.3", "1.2.3"),
+    ("infinit", "infinit"),
+    ("nan(", "nan("),
+    ("nan(a b)", "nan(a b)"),
+    ("nan(a)b)", "nan(a)b)"),
+    ("\u0661", "\u0661"),  # an Arabic-Indic digit: not a C digit
+    # strtod's inf/nan are matched case-insensitively in ASCII only (checked against kamcmd 1.5:
+    # these go out as strings, where Unicode case folding would have made them numbers)
+    ("\u0131nf", "\u0131nf"),
+    ("\u0130nfinity", "\u0130nfinity"),
+    ("nan(\u212a)", "nan(\u212a)"),
+    ("nan(\u017f)", "nan(\u017f)"),
 ]
 
 
@@ -74,7 +94,21 @@ def test_kamcmd_typing(word: str, expected: object) -> None:
     assert value == expected
 
 
-@pytest.mark.parametrize("word", ["inf", "nan", "infinity", "-INF", "1e400", "NaN(x1)", "1e17"])
+@pytest.mark.parametrize(
+    "word",
+    [
+        "inf",
+        "nan",
+        "infinity",
+        "-INF",
+        "1e400",
+        "NaN(x1)",
+        "1e17",
+        "nan()",
+        "nAn(a_Z9)",
+        "0x1p99999",
+    ],
+)
 def test_garbage_doubles_reproduce_kamcmds_wire_value(word: str) -> None:
     assert kamcmd_value(word) == GARBAGE_DOUBLE
     assert encode_values([kamcmd_value(word)]) == bytes.fromhex("828000000000000000")

@@ -14,10 +14,12 @@ No I/O here. kamcmd 1.5 converts each word after the method in this order (spec 
 from __future__ import annotations
 
 import math
-import re
-from typing import Final
 
-from .._values import Value
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final
+
+    from .._values import Value
 
 __all__ = [
     "GARBAGE_DOUBLE",
@@ -37,12 +39,40 @@ GARBAGE_DOUBLE: Final = -9223372036854775.808
 """A float whose x1000 truncation is exactly -2**63: what kamcmd puts on the wire for inf, nan
 and out-of-range doubles (x86 ``cvttsd2si`` returns 0x8000000000000000)."""
 
-_DEC_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-_HEX_RE: Final = re.compile(
-    r"([+-]?)0[xX]((?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?)\Z"
-)
-_INF_RE: Final = re.compile(r"([+-]?)(?:inf|infinity)\Z", re.IGNORECASE)
-_NAN_RE: Final = re.compile(r"([+-]?)nan(?:\([0-9A-Za-z_]*\))?\Z", re.IGNORECASE)
+# strtod's syntax is parsed by hand below rather than with regular expressions: importing re
+# costs milliseconds of a one-shot call's start-up. Only ASCII counts, as in C's "C" locale.
+_DEC_DIGITS: Final = "0123456789"
+_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
+_NAN_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+
+
+def _all_of(text: str, chars: str) -> bool:
+    """``text`` is one or more characters of ``chars``."""
+    return text != "" and not text.strip(chars)
+
+
+def _split_sign(text: str) -> tuple[str, str]:
+    """``[+-]?`` then the rest."""
+    if text[:1] in ("+", "-"):
+        return text[0], text[1:]
+    return "", text
+
+
+def _is_fixed_point(text: str, digits: str) -> bool:
+    """``D+ [.] D*`` or ``. D+`` (at least one digit), ``D`` from ``digits``."""
+    whole, _, frac = text.partition(".")
+    if not whole and not frac:
+        return False
+    return (not whole or _all_of(whole, digits)) and (not frac or _all_of(frac, digits))
+
+
+def _is_scaled(text: str, digits: str, marks: str) -> bool:
+    """A fixed-point mantissa, then optionally a mark (``e``/``p``) and ``[+-]? [0-9]+``."""
+    for i, char in enumerate(text):
+        if char in marks:
+            _, exponent = _split_sign(text[i + 1 :])
+            return _is_fixed_point(text[:i], digits) and _all_of(exponent, _DEC_DIGITS)
+    return _is_fixed_point(text, digits)
 
 
 def c_strtol(word: str) -> int | None:
@@ -65,20 +95,23 @@ def c_strtod(word: str) -> float | None:
     text = word.lstrip(_C_SPACE)
     if not text:
         return None
-    if _DEC_RE.match(text):
+    sign, body = _split_sign(text)
+    if _is_scaled(body, _DEC_DIGITS, "eE"):
         return float(text)
-    m = _HEX_RE.match(text)
-    if m:
-        digits = m.group(2)
+    if body[:2] in ("0x", "0X") and _is_scaled(body[2:], _HEX_DIGITS, "pP"):
         try:
-            value = float.fromhex("0x" + digits)
+            value = float.fromhex("0x" + body[2:])
         except OverflowError:
             value = math.inf
-        return -value if m.group(1) == "-" else value
-    m = _INF_RE.match(text)
-    if m:
-        return -math.inf if m.group(1) == "-" else math.inf
-    if _NAN_RE.match(text):
+        return -value if sign == "-" else value
+    if not body.isascii():  # no case-insensitive match below outside ASCII (C's tolower)
+        return None
+    lower = body.lower()
+    if lower in ("inf", "infinity"):
+        return -math.inf if sign == "-" else math.inf
+    if lower == "nan" or (
+        lower.startswith("nan(") and lower.endswith(")") and _NAN_CHARS.issuperset(body[4:-1])
+    ):
         return math.nan
     return None
 

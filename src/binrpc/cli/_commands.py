@@ -6,10 +6,12 @@ a format when no ``-f`` was given), then builtin, else an RPC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
-
 from .. import __version__
+from .._frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ALIASES",
@@ -28,11 +30,17 @@ PROGRAM: Final = "binrpc"
 COMPAT_VERSION: Final = "kamcmd 1.5"
 
 
-@dataclass(frozen=True, slots=True)
-class Alias:
+class Alias(Frozen):
+    """An alias: its name, the method it calls, and the default format (``-f``) it supplies."""
+
+    __match_args__ = ("name", "method", "format")
+    __slots__ = __match_args__
     name: str
     method: str
     format: str | None  # with real control characters (TAB, LF)
+
+    def __init__(self, name: str, method: str, format: str | None) -> None:
+        super().__init__(name, method, format)
 
 
 ALIASES: Final[tuple[Alias, ...]] = (

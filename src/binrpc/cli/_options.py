@@ -10,11 +10,12 @@ number (``-5``, ``-1.5``, ``-0x10``) is an argument, not an option.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-
 from ._argtype import looks_numeric
 from ._render import unescape_format
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["LONG_OPTIONS", "Options", "UsageExit", "parse_args", "usage_text"]
 
@@ -34,23 +35,71 @@ LONG_OPTIONS: dict[str, bool] = {
 }
 
 
-@dataclass
 class Options:
-    """The parsed command line."""
+    """The parsed command line (mutable). A plain class rather than a dataclass (importing
+    dataclasses costs start-up time); it compares and prints by its fields, like one."""
 
-    sockets: list[str] = field(default_factory=list)
-    format: bytes | None = None
-    reply_path: str | None = None
-    reply_dir: str | None = None
-    verbose: int = 0
-    udp_default: bool = False
-    json: bool = False
-    timeout: float | None = None
-    typed: bool = False
-    batch: str | None = None
-    max_reply: int | None = None
-    kamcmd_exit: bool = False
-    words: list[str] = field(default_factory=list)
+    __match_args__ = (
+        "sockets",
+        "format",
+        "reply_path",
+        "reply_dir",
+        "verbose",
+        "udp_default",
+        "json",
+        "timeout",
+        "typed",
+        "batch",
+        "max_reply",
+        "kamcmd_exit",
+        "words",
+    )
+    __slots__ = __match_args__
+
+    def __init__(
+        self,
+        *,
+        sockets: list[str] | None = None,
+        format: bytes | None = None,
+        reply_path: str | None = None,
+        reply_dir: str | None = None,
+        verbose: int = 0,
+        udp_default: bool = False,
+        json: bool = False,
+        timeout: float | None = None,
+        typed: bool = False,
+        batch: str | None = None,
+        max_reply: int | None = None,
+        kamcmd_exit: bool = False,
+        words: list[str] | None = None,
+    ) -> None:
+        self.sockets: list[str] = [] if sockets is None else sockets
+        self.format = format
+        self.reply_path = reply_path
+        self.reply_dir = reply_dir
+        self.verbose = verbose
+        self.udp_default = udp_default
+        self.json = json
+        self.timeout = timeout
+        self.typed = typed
+        self.batch = batch
+        self.max_reply = max_reply
+        self.kamcmd_exit = kamcmd_exit
+        self.words: list[str] = [] if words is None else words
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self._fields() == other._fields()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, like a dataclass
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__match_args__)
+        return f"Options({inner})"
 
 
 class UsageExit(Exception):

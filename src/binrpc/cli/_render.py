@@ -16,9 +16,6 @@ prints it, then the parse error). Output is ``bytes``: strings are written as re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
-
 from .._codec import (
     T_ARRAY_END,
     T_ARRAY_START,
@@ -27,7 +24,14 @@ from .._codec import (
     BodyReader,
 )
 from .._errors import DecodeError
-from .._values import Struct, Value
+from .._frozen import Frozen
+from .._values import Struct
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+    from .._values import Value
 
 __all__ = [
     "FAULT_FORMAT",
@@ -46,16 +50,20 @@ __all__ = [
 FAULT_FORMAT: Final = b"%v - %v\n"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordError:
+class RecordError(Frozen):
     """A record that could not be decoded: kamcmd's
     ``ERROR:: while parsing the record <n>, @<offset>: <byte> : <text>``."""
 
+    __match_args__ = ("index", "offset", "byte", "code", "text")
+    __slots__ = __match_args__
     index: int
     offset: int
     byte: int
     code: int
     text: str
+
+    def __init__(self, index: int, offset: int, byte: int, code: int, text: str) -> None:
+        super().__init__(index, offset, byte, code, text)
 
     def message(self) -> str:
         return (
@@ -64,12 +72,16 @@ class RecordError:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
+class Rendered(Frozen):
     """Output bytes for stdout, and the parse error that stopped the rendering (if any)."""
 
+    __match_args__ = ("out", "error")
+    __slots__ = __match_args__
     out: bytes
-    error: RecordError | None = None
+    error: RecordError | None
+
+    def __init__(self, out: bytes, error: RecordError | None = None) -> None:
+        super().__init__(out, error)
 
 
 def _text(value: str) -> bytes:

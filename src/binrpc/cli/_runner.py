@@ -7,10 +7,7 @@ the :class:`Client` given and the two output streams.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import BinaryIO, Final
 
-from .._address import Address, AddressError
 from .._codec import MsgType
 from .._errors import (
     E_CORRUPTED,
@@ -23,8 +20,6 @@ from .._errors import (
     TransportError,
     TransportTimeout,
 )
-from .._values import Value
-from ..client import Client, Reply
 from ..client._errors import (
     BindError,
     CookieMismatch,
@@ -46,6 +41,15 @@ from ._render import (
     render_fault,
     to_json,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO, Final
+
+    from .._address import Address, AddressError
+    from .._values import Value
+    from ..client import Client, Reply
 
 __all__ = ["EXIT_ERROR", "EXIT_FAULT", "EXIT_OK", "Quit", "Runner", "error_message"]
 
@@ -217,7 +221,7 @@ class Runner:
             self.err(error_message(exc, self.client.address))
             return EXIT_ERROR
         if self.opts.verbose >= 2:
-            self.write(packet_line(int(reply.type), len(reply.body), reply.cookie))
+            self.write(packet_line(reply.type, len(reply.body), reply.cookie))
         if self.opts.json:
             status = self._print_json(reply)
         elif reply.type == MsgType.FAULT:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import BinaryIO
 
 from .._address import AddressError
 from .._errors import LocalProtocolError, RemoteProtocolError, TransportError
@@ -26,6 +24,11 @@ from ._runner import (
     address_error_message,
     error_message,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import BinaryIO
 
 __all__ = ["main"]
 

@@ -11,8 +11,6 @@ Results: :meth:`Client.call` returns the list of the reply's top-level values (a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._core import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_REPLY_SIZE,
@@ -30,7 +28,10 @@ from ._errors import (
 )
 from ._sync import Client
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._async import AsyncClient
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from types import TracebackType
 
 from .._address import Address
@@ -191,7 +192,7 @@ class AsyncClient:
             loop = asyncio.get_running_loop()
             # connecting is quick and local in practice; reuse the blocking code in a thread
             # so that resolution, IPv6 fallbacks, unixd binding and the errors are identical
-            sock, unlink = await loop.run_in_executor(
+            raw, unlink = await loop.run_in_executor(
                 None,
                 lambda: open_socket(
                     self.address,
@@ -200,6 +201,9 @@ class AsyncClient:
                     reply_dir=self.reply_dir,
                 ),
             )
+            # open_socket gives the C-level _socket.socket (see _sync); asyncio's transports
+            # take socket.socket objects: wrap the same file descriptor
+            sock = socket.socket(fileno=raw.detach())
             sock.setblocking(False)
             stream = self.address.is_stream
             new = _Connection(self, stream)

@@ -7,17 +7,22 @@ them. The sync and async shells only move bytes.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+import os
 
 from .._address import Address, parse_address
-from .._codec import MsgType, Packet, decode_fault, decode_values, encode_request
+from .._codec import MsgType, decode_fault, decode_values, encode_request
 from .._errors import Fault
 from .._framing import StreamFramer
-from .._values import Value
+from .._frozen import Frozen
 from ._errors import CookieMismatch, UnexpectedPacket
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Final
+
+    from .._codec import Packet
+    from .._values import Value
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -47,8 +52,7 @@ DGRAM_RECV_SIZE: Final = 1 << 20
 unix datagram can be larger and a truncated one could never be reassembled."""
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
+class Timeouts(Frozen):
     """Timeouts in seconds; ``None`` waits forever (kamcmd's behaviour).
 
     Attributes:
@@ -56,8 +60,17 @@ class Timeouts:
         read: from the end of sending a request to the end of its reply.
     """
 
-    connect: float | None = DEFAULT_CONNECT_TIMEOUT
-    read: float | None = DEFAULT_READ_TIMEOUT
+    __match_args__ = ("connect", "read")
+    __slots__ = __match_args__
+    connect: float | None
+    read: float | None
+
+    def __init__(
+        self,
+        connect: float | None = DEFAULT_CONNECT_TIMEOUT,
+        read: float | None = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        super().__init__(connect, read)
 
     @classmethod
     def of(cls, value: float | Timeouts | None) -> Timeouts:
@@ -71,20 +84,24 @@ class Timeouts:
         return cls(float(value), float(value))
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Frozen):
     """A reply or fault packet as received (nothing decoded yet).
 
     Attributes:
-        type: ``MsgType.REPLY`` or ``MsgType.FAULT``.
+        type: ``MsgType.REPLY`` or ``MsgType.FAULT`` (an ``int``).
         cookie: the cookie (equal to the request's).
         body: the raw body; decode it with :meth:`values` or walk it with
             :class:`~binrpc.BodyReader` (``strict=False``).
     """
 
-    type: MsgType
+    __match_args__ = ("type", "cookie", "body")
+    __slots__ = __match_args__
+    type: int
     cookie: int
     body: bytes
+
+    def __init__(self, type: int, cookie: int, body: bytes) -> None:
+        super().__init__(type, cookie, body)
 
     @property
     def is_fault(self) -> bool:
@@ -115,13 +132,11 @@ class Reply:
         return self.values()
 
 
-_cookie_rng = random.Random()
-
-
 def next_cookie(previous: int | None = None) -> int:
     """A fresh random cookie, or ``previous + 1`` (mod 2**32) for pipelined requests."""
     if previous is None:
-        return _cookie_rng.getrandbits(32)
+        # os.urandom rather than the random module: importing random costs start-up time
+        return int.from_bytes(os.urandom(4), "big")
     return (previous + 1) & 0xFFFFFFFF
 
 
@@ -204,7 +219,7 @@ class ReplyAssembler:
             if packet is None:
                 return None
             if packet.type == MsgType.REQUEST:
-                raise UnexpectedPacket(int(packet.type))
+                raise UnexpectedPacket(packet.type)
             if packet.cookie in self.expected:
                 self.expected.discard(packet.cookie)
                 return Reply(packet.type, packet.cookie, packet.body)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
+# _socket is the C module that socket.py wraps: importing socket.py (and through it enum,
+# selectors ...) costs milliseconds of a one-shot ``binrpc`` call's start-up. Its socket class
+# has everything used here; socket.timeout is TimeoutError, socket.gaierror is _socket's.
+import _socket
 import errno
 import os
-import random
-import select
-import socket
 import time
-from collections.abc import Callable
-from types import TracebackType
 
-from .._address import Address
 from .._errors import ConnectError, ConnectionClosed, TransportError
-from .._values import Value
 from ._core import (
     DEFAULT_MAX_REPLY_SIZE,
     DGRAM_RECV_SIZE,
@@ -35,11 +31,23 @@ from ._errors import (
     timeout_error,
 )
 
-__all__ = ["Client", "TraceHook", "open_socket", "reply_socket_name"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import TypeAlias
 
-TraceHook = Callable[[bytes, int], None]
-"""Called with every chunk read from the socket and the reply offset it starts at
-(``binrpc -vvv`` prints kamcmd's hex dumps with it)."""
+    from .._address import Address
+    from .._values import Value
+
+    TraceHook: TypeAlias = Callable[[bytes, int], None]
+    """Called with every chunk read from the socket and the reply offset it starts at
+    (``binrpc -vvv`` prints kamcmd's hex dumps with it)."""
+else:
+    # the precise alias is for type checkers; importing collections.abc costs start-up time
+    TraceHook = object
+
+__all__ = ["Client", "TraceHook", "open_socket", "reply_socket_name"]
 
 _STREAM_READ_SIZE = 1 << 16
 _DEFAULT_TIMEOUTS = Timeouts()
@@ -47,7 +55,19 @@ _DEFAULT_TIMEOUTS = Timeouts()
 
 def reply_socket_name(directory: str, prefix: str = "binrpc") -> str:
     """An auto-generated reply socket path in ``directory`` (kamcmd: ``/tmp/kamcmd_<rand>``)."""
-    return os.path.join(directory, f"{prefix}_{random.getrandbits(31)}")
+    # os.urandom rather than the random module (start-up time); 31 random bits as before
+    return os.path.join(directory, f"{prefix}_{int.from_bytes(os.urandom(4), 'big') >> 1}")
+
+
+def _host_arg(host: str) -> str | bytes:
+    """``host`` for getaddrinfo: given a str, the C code encodes it with the "idna" codec,
+    whose import pulls in re and unicodedata (start-up time). An ASCII name that codec accepts
+    unchanged is passed as those very bytes; anything else as the str (same result, errors)."""
+    if host.isascii():
+        labels = host.split(".")
+        if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+            return host.encode("ascii")
+    return host
 
 
 def _deadline(seconds: float | None) -> float | None:
@@ -66,7 +86,7 @@ def open_socket(
     connect_timeout: float | None,
     reply_path: str | None = None,
     reply_dir: str | None = None,
-) -> tuple[socket.socket, str | None]:
+) -> tuple[_socket.socket, str | None]:
     """Create and connect a socket for ``address``; return it and the unixd reply path to
     unlink afterwards (``None`` when there is nothing to remove: abstract names, other
     transports).
@@ -81,7 +101,7 @@ def open_socket(
     """
     text = str(address)
     if address.proto == "unixs":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(connect_timeout)
             sock.connect(address.path)
@@ -96,17 +116,17 @@ def open_socket(
         return _open_unixd(address, reply_path, reply_dir)
     if address.proto not in ("tcp", "udp"):
         raise ConnectError(f"a client cannot talk to a {address.proto} address ({text})")
-    kind = socket.SOCK_STREAM if address.proto == "tcp" else socket.SOCK_DGRAM
+    kind = _socket.SOCK_STREAM if address.proto == "tcp" else _socket.SOCK_DGRAM
     if address.host in ("*", ""):
         # "tcp:2049" parses as port 2049 on host "*": a listener's "any", not a peer
         raise ResolveError(address.host, text, "not a host to connect to")
     try:
-        infos = socket.getaddrinfo(address.host, address.port, socket.AF_UNSPEC, kind)
+        infos = _socket.getaddrinfo(_host_arg(address.host), address.port, _socket.AF_UNSPEC, kind)
     except (OSError, UnicodeError) as exc:
         raise ResolveError(address.host, text, str(exc)) from exc
     last: OSError | None = None
     for family, stype, proto, _canon, sockaddr in infos:
-        sock = socket.socket(family, stype, proto)
+        sock = _socket.socket(family, stype, proto)
         try:
             sock.settimeout(connect_timeout)
             sock.connect(sockaddr)
@@ -127,9 +147,9 @@ def open_socket(
 
 def _open_unixd(
     address: Address, reply_path: str | None, reply_dir: str | None
-) -> tuple[socket.socket, str | None]:
+) -> tuple[_socket.socket, str | None]:
     text = str(address)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
     bound: str | None = None
     try:
         if reply_path is not None:
@@ -157,8 +177,10 @@ def _open_unixd(
     except BaseException:
         sock.close()
         if bound:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(bound)
+            except OSError:
+                pass
         raise
     return sock, bound
 
@@ -207,7 +229,7 @@ class Client:
         self.max_reply_size = max_reply_size
         self.reply_path = reply_path
         self.reply_dir = reply_dir
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._unlink: str | None = None
         self._assembler = ReplyAssembler(max_reply_size)
         self._buf = bytearray(DGRAM_RECV_SIZE if not self.address.is_stream else _STREAM_READ_SIZE)
@@ -248,8 +270,10 @@ class Client:
             sock.close()
         path, self._unlink = self._unlink, None
         if path:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def __enter__(self) -> Client:
         return self
@@ -263,8 +287,10 @@ class Client:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self.close()
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         return f"<Client {self.address} {'connected' if self._sock else 'idle'}>"
@@ -316,8 +342,10 @@ class Client:
         return self._receive(cookie, trace)
 
     # -- internals ---------------------------------------------------------------------------
-    def _stream_is_dead(self, sock: socket.socket) -> bool:
+    def _stream_is_dead(self, sock: _socket.socket) -> bool:
         """A reused stream connection that the server closed (or that holds stray bytes)."""
+        import select  # only a reused connection needs it (start-up time of one-shot calls)
+
         try:
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
@@ -325,7 +353,7 @@ class Client:
         if not readable:
             return False
         try:
-            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
@@ -353,7 +381,7 @@ class Client:
             self._sendall(self._sock, packet)
         self._used = True
 
-    def _sendall(self, sock: socket.socket, packet: bytes) -> None:
+    def _sendall(self, sock: _socket.socket, packet: bytes) -> None:
         sock.settimeout(self.timeouts.read)
         try:
             if self.address.is_stream:

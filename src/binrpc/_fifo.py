@@ -636,9 +636,11 @@ class FifoContext(RpcContext):
         return self._replied
 
     def fault(self, code: int, fmt: str, *args: Any) -> None:
-        """Replace the status line (the body is kept, as in ctl's FIFO); the last call wins."""
+        """Replace the status line (the body is kept, as in ctl's FIFO); the last call wins,
+        over a pending "Parameter missing" of a failed scan too."""
         if self._replied:
             return
+        self._deferred = None
         self._status = (code, fmt % args if args else fmt)
 
     def send(self) -> int:

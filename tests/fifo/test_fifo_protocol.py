@@ -252,3 +252,18 @@ def test_64_bit_formats_work(core: Registry) -> None:
 
 def test_missing_mandatory_parameter(core: Registry) -> None:
     assert run(core, b":system.methodHelp:\n").startswith("400 ")
+
+
+def test_explicit_fault_wins_over_a_missing_parameter(core: Registry) -> None:
+    # system.methodHelp without a name: the handler's own fault, not "Parameter missing"
+    assert run(core, b":system.methodHelp:\n") == "400 Method Name Expected\n"
+    assert run(core, b":system.methodHelp:\nno.such\n") == "400 command not found\n"
+
+
+def test_framer_discard() -> None:
+    framer = FifoFramer()
+    framer.feed(b":core.echo:\nhalf")
+    assert framer.next_request() is None
+    assert framer.discard() == 16
+    framer.feed(b":a:\n\n")
+    assert drain(framer) == [b":a:\n"]

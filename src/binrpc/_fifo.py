@@ -272,6 +272,8 @@ def parse_fifo_request(data: bytes) -> FifoRequest:
         raise FifoRequestError("empty method name")
     if any(c in reply for c in "./\\"):
         raise FifoRequestError(f"bad reply file name {reply!r} (no '.', '/' or '\\' allowed)")
+    if "\0" in reply:
+        raise FifoRequestError(f"bad reply file name {reply!r} (NUL)")
     params: list[str] = []
     for line in lines[1:]:
         if line == "":

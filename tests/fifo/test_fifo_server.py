@@ -18,6 +18,7 @@ from .conftest import (
     FifoServer,
     ServerThread,
     fifo_addresses,
+    free_port,
     make_registry,
     make_reply_fifo,
     read_fifo_to_eof,
@@ -237,6 +238,32 @@ def test_invalid_first_line_on_sockets(
     peer = fifo_server.peer(transport)
     assert peer.ask(request_) == reply
     assert peer.ask(b":core.echo:\nstill fine\n\n") == b"200 OK\nstill fine\n"
+
+
+@pytest.mark.parametrize("transport", SOCKETS)
+def test_nul_in_the_reply_name(fifo_server: FifoServer, transport: str) -> None:
+    reply = fifo_server.peer(transport).ask(b":core.version:a\0b\n\n")
+    assert reply is not None and reply.startswith(b"400 bad reply file name ")
+
+
+def test_ipv6_fifo_listeners(workdir: str) -> None:
+    udp, tcp = free_port(host="::1"), free_port(host="::1")
+    with ServerThread(None, fifo=(f"udp:[::1]:{udp}", f"tcp:[::1]:{tcp}")) as st:
+        assert st.server is not None
+        assert st.server.listener_rows() == [
+            ("fifo", "udp", "[::1]", str(udp)),
+            ("fifo", "tcp", "[::1]", str(tcp)),
+        ]
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u:
+            u.settimeout(3)
+            u.sendto(b":core.echo:\nsix\n\n", ("::1", udp))
+            assert u.recv(1000) == b"200 OK\nsix\n"
+        with socket.create_connection(("::1", tcp), timeout=3) as t:
+            t.sendall(b":ctl.who:\n\n")
+            t.shutdown(socket.SHUT_WR)
+            who = recv_to_eof(t)
+        assert who is not None
+        assert who.split(b"\n")[1:4] == [b"fifo", b"tcp", b"::1"]
 
 
 def test_invalid_first_line_on_fifo_file(fifo_server: FifoServer) -> None:

@@ -304,8 +304,8 @@ def _check_reply_target(path: str) -> os.stat_result:
         st = os.lstat(path)
     except FileNotFoundError:
         raise _ReplyRefused("does not exist") from None
-    except OSError as exc:
-        raise _ReplyRefused(f"cannot be checked: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:
+        raise _ReplyRefused(f"cannot be checked: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISLNK(st.st_mode):
         raise _ReplyRefused("is a symbolic link")
     if not stat.S_ISFIFO(st.st_mode):

@@ -17,8 +17,8 @@ UDP, TCP and unix sockets (replies go back to the sender). The RPCs are those of
 registry; :class:`FifoContext` implements :class:`~binrpc._rpc.RpcContext` over parameter
 lines.
 
-Where Kamailio 5.6.3's FIFO is broken we implement the intended behaviour (listed in the
-README): reply bodies are not corrupted; ``*`` does not eat a line (so ``core.echo`` works);
+Where Kamailio 5.6.3's FIFO is broken we implement the intended behaviour (the full list is
+in docs/fifo.md): reply bodies are not corrupted; ``*`` does not eat a line (so ``core.echo`` works);
 a CRLF line ending does not end the request (``\\r`` before ``\\n`` is dropped); struct
 members come out in the order they were added, nested structs where they belong, and a line
 always ends with ``\\n``; the 64-bit formats (``l j L J``) and ``u`` work (so ``core.shmmem``

@@ -365,6 +365,19 @@ def test_several_requests_in_one_write(fifo_server: FifoServer) -> None:
     assert got == [b"200 OK\none\n", b"200 OK\n5\n", b"200 OK\nthree\n"]
 
 
+def test_request_in_several_writes_and_async_handlers(fifo_server: FifoServer) -> None:
+    name = reply_name()
+    path, fd = make_reply_fifo(fifo_server.workdir, name)
+    try:
+        for piece in (f":t.slow:{name}\n".encode(), b"0.2\n", b"slo", b"w\n", b"\n"):
+            write_fifo(fifo_server.fifo_path, piece)
+            time.sleep(0.05)
+        assert read_fifo_to_eof(fd, 3) == b"200 OK\nslow\n"
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def test_no_reply_name_runs_and_discards(fifo_server: FifoServer) -> None:
     write_fifo(fifo_server.fifo_path, b":t.mark:\nA\n\n:t.mark:\nB\n\n")
     deadline = time.monotonic() + 3

@@ -17,6 +17,10 @@ stops it by pid), then measures the median wall time of:
 The package is byte-compiled first (``python -m compileall``): with PYTHONDONTWRITEBYTECODE set,
 nothing would be cached and every run would compile binrpc from source.
 
+The one-shot commands run interleaved (one of each per round) and "+x ms" is the median of the
+per-round differences to ``python -c pass``: this machine's load comes in bursts, and medians
+taken one command after the other were several ms apart from run to run.
+
 Prints the times and the ratios. Not a test. ``bench/server.py`` calls :func:`measure` (with a
 Kamailio it already runs) and prints :func:`report` in its table.
 """
@@ -56,6 +60,20 @@ def wall(
 MAIN_CODE = "import sys; from binrpc.cli.client import main; sys.exit(main())"
 
 
+def interleaved(
+    commands: Mapping[str, Sequence[str]], runs: int, env: Mapping[str, str] | None = None
+) -> dict[str, list[float]]:
+    """Wall times of ``runs`` rounds; each round runs every command once, in turn, so that a
+    burst of load on this noisy machine hits all of them alike (each must exit 0)."""
+    times: dict[str, list[float]] = {key: [] for key in commands}
+    for _ in range(runs):
+        for key, argv in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, capture_output=True, check=True, env=env)
+            times[key].append(time.perf_counter() - t0)
+    return times
+
+
 def precompile(python: str, env: Mapping[str, str] | None = None) -> None:
     """Byte-compile the binrpc package that ``python`` imports (its .pyc files are then used
     even with PYTHONDONTWRITEBYTECODE set)."""
@@ -91,14 +109,21 @@ def measure(
     binrpc = [python, "-m", "binrpc.cli.client"]
     one_shot = ["-s", sock, "core.version"]
     out: dict[str, float] = {"batch_n": float(batch)}
-    out["python"] = wall([python, "-c", "pass"], runs, env=env)
+    commands: dict[str, list[str]] = {"python": [python, "-c", "pass"]}
     script = os.path.join(os.path.dirname(python), "binrpc")
     if os.access(script, os.X_OK):
-        out["binrpc_script"] = wall([script, *one_shot], runs, env=env)
-    out["binrpc_main"] = wall([python, "-c", MAIN_CODE, *one_shot], runs, env=env)
-    out["binrpc_m"] = wall([*binrpc, *one_shot], runs, env=env)
-    out["import_only"] = wall([python, "-c", "import binrpc.cli.client"], runs, env=env)
-    out["kamcmd"] = wall([kamcmd, *one_shot], runs, env=env)
+        commands["binrpc_script"] = [script, *one_shot]
+    commands["binrpc_main"] = [python, "-c", MAIN_CODE, *one_shot]
+    commands["binrpc_m"] = [*binrpc, *one_shot]
+    commands["import_only"] = [python, "-c", "import binrpc.cli.client"]
+    commands["kamcmd"] = [kamcmd, *one_shot]
+    times = interleaved(commands, runs, env)
+    for key, values in times.items():
+        out[key] = statistics.median(values)
+        if key != "python":  # paired: this run minus python -c pass of the same round
+            out[key + "_over_python"] = statistics.median(
+                t - p for t, p in zip(values, times["python"], strict=True)
+            )
 
     with tempfile.NamedTemporaryFile("w", suffix=".cmds", delete=False, dir="/tmp") as fh:
         fh.write("core.version\n" * batch)
@@ -132,15 +157,16 @@ def report(m: Mapping[str, float]) -> list[str]:
     ):
         if key in m:
             t = m[key]
+            over = m.get(key + "_over_python", t - py) * 1000
             lines.append(
                 f"binrpc core.version     {t * 1000:8.1f} ms  ({t / theirs:5.1f}x kamcmd, "
-                f"{t / py:4.2f}x bare python, +{(t - py) * 1000:.1f} ms)  [{how}]"
+                f"{t / py:4.2f}x bare python, {over:+.1f} ms)  [{how}]"
             )
     if "import_only" in m:
         t = m["import_only"]
-        extra = (t - py) * 1000
+        extra = m.get("import_only_over_python", t - py) * 1000
         lines.append(
-            f"import binrpc.cli.client{t * 1000:8.1f} ms  (+{extra:.1f} ms over bare python)"
+            f"import binrpc.cli.client{t * 1000:8.1f} ms  ({extra:+.1f} ms over bare python)"
         )
     lines.append(f"kamcmd core.version     {theirs * 1000:8.1f} ms")
     batch, loop = m["batch"], m["kamcmd_loop"]

@@ -267,3 +267,29 @@ def test_framer_discard() -> None:
     assert framer.discard() == 16
     framer.feed(b":a:\n\n")
     assert drain(framer) == [b":a:\n"]
+
+
+def test_terminator_split_across_feeds() -> None:
+    for pieces in ([b":a:\nx\n", b"\r", b"\n"], [b":a:\nx", b"\n", b"\n"], [b":a:\nx\n\r\n"]):
+        framer = FifoFramer()
+        got: list[bytes] = []
+        for piece in pieces:
+            framer.feed(piece)
+            got += drain(framer)
+        assert got == [b":a:\nx\n"], pieces
+
+
+def test_trickled_lines_cost_linear_time() -> None:
+    # a client sending a 60 KB request line by line must not make the server rescan the
+    # buffer on every line (quadratic: seconds of event-loop CPU)
+    import time
+
+    framer = FifoFramer()
+    framer.feed(b":core.echo:\n")
+    start = time.monotonic()
+    for _ in range(30000):
+        framer.feed(b"a\n")
+        assert framer.next_request() is None
+    framer.feed(b"\n")
+    assert framer.next_request() == b":core.echo:\n" + b"a\n" * 30000
+    assert time.monotonic() - start < 1.0

@@ -49,7 +49,9 @@ class ServerOptions:
     closed. Replies are never truncated (ctl silently truncates them after 10 ms)."""
     max_request_size: int = DEFAULT_MAX_PACKET_SIZE
     """Largest request packet (header + body). ctl reads each connection into a 65535-byte
-    buffer; a bigger request closes the stream without a reply and is never buffered."""
+    buffer; a bigger request closes the stream without a reply and is never buffered. For the
+    FIFO protocol: the bytes buffered without a complete request (a stream is then closed, a
+    FIFO file's buffer discarded)."""
     shutdown_timeout: float = 5.0
     """Seconds :meth:`~binrpc.server.Server.close` waits for running async handlers so that
     their replies can still be sent; then they are cancelled."""

@@ -98,6 +98,8 @@ class FifoTooLarge(RemoteProtocolError):
 # escapes
 
 _UNESCAPE: Final = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t", "0": "\0", "c": ":", "o": ","}
+# replies use \o for ':' and \c for ',' -- the reverse of requests (Kamailio does so)
+_UNESCAPE_REPLY: Final = {**_UNESCAPE, "c": ",", "o": ":"}
 _ESCAPE_BASIC: Final = str.maketrans(
     {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\0": "\\0"}
 )
@@ -106,15 +108,17 @@ _ESCAPE_FULL: Final = str.maketrans(
 )
 
 
-def unescape(text: str) -> str:
+def unescape(text: str, *, reply: bool = False) -> str:
     """Resolve a parameter line's escapes: ``\\\\ \\n \\r \\t \\0``, ``\\c`` -> ``:``,
-    ``\\o`` -> ``,``.
+    ``\\o`` -> ``,``. With ``reply``, the escapes of a reply line, where ``\\o`` is ``:``
+    and ``\\c`` is ``,`` (see :func:`escape`).
 
     Raises:
         ValueError: any other character after a backslash, or a trailing backslash.
     """
     if "\\" not in text:
         return text
+    table = _UNESCAPE_REPLY if reply else _UNESCAPE
     out: list[str] = []
     i = 0
     n = len(text)
@@ -124,9 +128,9 @@ def unescape(text: str) -> str:
             out.append(ch)
             i += 1
             continue
-        if i + 1 >= n or text[i + 1] not in _UNESCAPE:
+        if i + 1 >= n or text[i + 1] not in table:
             raise ValueError(f"bad escape at offset {i}")
-        out.append(_UNESCAPE[text[i + 1]])
+        out.append(table[text[i + 1]])
         i += 2
     return "".join(out)
 
@@ -796,7 +800,7 @@ class FifoReply:
         out: list[str] = []
         for line in self.lines:
             try:
-                out.append(unescape(line))
+                out.append(unescape(line, reply=True))
             except ValueError:
                 out.append(line)
         return out
@@ -822,7 +826,7 @@ def parse_fifo_reply(data: bytes) -> FifoReply:
     if not code_text.isdigit() or not code_text.isascii():
         raise RemoteProtocolError(f"not a FIFO reply: bad status line {status[:80]!r}")
     try:
-        reason = unescape(reason)
+        reason = unescape(reason, reply=True)
     except ValueError:
         pass
     lines = body.split("\n") if body else []

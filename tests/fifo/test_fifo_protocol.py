@@ -293,3 +293,13 @@ def test_trickled_lines_cost_linear_time() -> None:
     framer.feed(b"\n")
     assert framer.next_request() == b":core.echo:\n" + b"a\n" * 30000
     assert time.monotonic() - start < 1.0
+
+
+def test_reply_lines_unescape_with_the_reply_meaning() -> None:
+    from binrpc._fifo import parse_fifo_reply
+
+    reply = parse_fifo_reply(b"200 OK\nnow:Fri Nov 27 10\\o37\\o20 2026,flags:A\\cB\n")
+    # in replies \o is ':' and \c is ',' (the reverse of requests)
+    assert reply.values() == ["now:Fri Nov 27 10:37:20 2026,flags:A,B"]
+    assert unescape("a\\cb\\oc", reply=True) == "a,b:c"
+    assert unescape("a\\cb\\oc") == "a:b,c"

@@ -30,6 +30,9 @@ LONG_OPTIONS: dict[str, bool] = {
     "batch": True,
     "max-reply": True,
     "kamcmd-exit": False,
+    "fifo": True,
+    "fifo-reply-dir": True,
+    "raw": False,
     "help": False,
     "version": False,
 }
@@ -52,6 +55,9 @@ class Options:
         "batch",
         "max_reply",
         "kamcmd_exit",
+        "fifo",
+        "fifo_reply_dir",
+        "raw",
         "words",
     )
     __slots__ = __match_args__
@@ -71,6 +77,9 @@ class Options:
         batch: str | None = None,
         max_reply: int | None = None,
         kamcmd_exit: bool = False,
+        fifo: str | None = None,
+        fifo_reply_dir: str | None = None,
+        raw: bool = False,
         words: list[str] | None = None,
     ) -> None:
         self.sockets: list[str] = [] if sockets is None else sockets
@@ -85,6 +94,9 @@ class Options:
         self.batch = batch
         self.max_reply = max_reply
         self.kamcmd_exit = kamcmd_exit
+        self.fifo = fifo
+        self.fifo_reply_dir = fifo_reply_dir
+        self.raw = raw
         self.words: list[str] = [] if words is None else words
 
     def _fields(self) -> tuple[object, ...]:
@@ -166,6 +178,12 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
             raise UsageExit(255, stderr=f"ERROR: bad --max-reply {value!r}\n")
     elif letter == "kamcmd-exit":
         opts.kamcmd_exit = True
+    elif letter == "fifo":
+        opts.fifo = value
+    elif letter == "fifo-reply-dir":
+        opts.fifo_reply_dir = value
+    elif letter == "raw":
+        opts.raw = True
 
 
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
@@ -260,6 +278,13 @@ Extensions (not in kamcmd):
                            quoting, '#' comments), over one connection, replies in order
     --max-reply BYTES      largest reply accepted [default: 64 MiB; kamcmd: 128 KiB]
     --kamcmd-exit          exit 0 after a fault, as kamcmd does
+    --fifo ADDR            send the command over the ctl FIFO text protocol instead of
+                           binrpc: ADDR as ctl's fifo parameter (/tmp/kamailio_fifo,
+                           udp:host:port, tcp:host:port, unixs:/p, unixd:/p); arguments are
+                           text lines (name:value,... is a struct line); prints the body
+                           lines, or error: <code> - <reason> (exit 1) for a non-2xx status
+    --fifo-reply-dir DIR   where the reply FIFO is created [default: /tmp]
+    --raw                  with --fifo: print the reply exactly as received
 address:
     [proto:]name[:port]   where proto is one of tcp, udp, unixs or unixd
                           e.g.:  tcp:localhost:2049 , unixs:/tmp/kamailio_ctl,

@@ -168,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.stderr:
             _stderr(exc.stderr)
         return exc.status
+    if opts.fifo is not None:
+        from ._fifo_cmd import run_fifo
+
+        status = run_fifo(opts, opts.words, sys.stdout.buffer)
+        sys.stdout.flush()
+        return status
     if not opts.sockets:
         from .._defaults import default_client_address
 

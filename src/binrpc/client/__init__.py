@@ -42,6 +42,8 @@ __all__ = [
     "BindError",
     "Client",
     "CookieMismatch",
+    "FifoClient",
+    "FifoReply",
     "ReceiveError",
     "Reply",
     "ResolveError",
@@ -52,8 +54,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # loaded on first use: the one-shot binrpc path must not pay for asyncio or the FIFO code
     if name == "AsyncClient":
         from ._async import AsyncClient
 
         return AsyncClient
+    if name == "FifoClient":
+        from ._fifo_client import FifoClient
+
+        return FifoClient
+    if name == "FifoReply":
+        from .._fifo import FifoReply
+
+        return FifoReply
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ and 5.6.3 spins forever on some 4-byte lengths).
 
 from __future__ import annotations
 
-from ._codec import Packet, parse_header
+from ._codec import Packet, header_fields
 from ._errors import DecodeError, PacketTooLarge, RemoteProtocolError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -72,13 +72,14 @@ class StreamFramer:
         buf = self._buf
         pos = self._pos
         try:
-            header = parse_header(buf, pos)
+            fields = header_fields(buf, pos)
         except DecodeError as exc:
             self._fail(exc)
             raise
-        if header is None:
+        if fields is None:
             return None
-        total = header.size + header.body_len
+        mtype, body_len, cookie, size = fields
+        total = size + body_len
         if total > self.max_packet_size:
             exc2 = PacketTooLarge(total, self.max_packet_size)
             self._fail(exc2)
@@ -86,7 +87,7 @@ class StreamFramer:
         end = pos + total
         if len(buf) < end:
             return None
-        packet = Packet(header.type, header.cookie, bytes(buf[pos + header.size : end]))
+        packet = Packet(mtype, cookie, bytes(buf[pos + size : end]))
         if end == len(buf):
             buf.clear()
             self._pos = 0

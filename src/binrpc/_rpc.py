@@ -48,7 +48,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar, Union
+from typing import Any, Final, Protocol, TypeAlias, TypeVar, Union
 
 from ._codec import (
     T_ARRAY,
@@ -64,7 +64,11 @@ from ._codec import (
     MsgType,
     encode_fault,
     encode_header,
+    encode_text,
     encode_values,
+    int_record,
+    record_head,
+    str_record,
 )
 from ._errors import (
     E_BUG,
@@ -84,6 +88,7 @@ __all__ = [
     "DEFAULT_STRUCT_MAX_BODY_SIZE",
     "MAX_FAULT_TEXT",
     "BinrpcContext",
+    "Buffer",
     "Method",
     "Registry",
     "ReplyStruct",
@@ -105,6 +110,9 @@ DEFAULT_STRUCT_MAX_BODY_SIZE: Final = 8 * 1024
 MAX_FAULT_TEXT: Final = 254
 """Longest fault text sent. ctl formats faults into 256 bytes and cannot send 255+ characters
 at all (spec 4.3); we cut longer texts to the longest length ctl can deliver."""
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+"""A piece of a reply given to a context's ``chunk_sink``."""
 
 _U64: Final = 1 << 64
 _INT_MIN: Final = -0x80000000
@@ -203,7 +211,7 @@ class ScanResult(int):
     values: list[Any]
 
     def __new__(cls, count: int, values: list[Any]) -> ScanResult:
-        self = super().__new__(cls, count)
+        self = int.__new__(cls, count)
         self.values = values
         return self
 
@@ -400,6 +408,13 @@ def _fmt_of(value: Any) -> str:
 _FMT_INT: Final = frozenset("dutb")
 _FMT_DOUBLE: Final = frozenset("fljLJ")
 _FMT_STR: Final = frozenset("sS")
+_SCAN_TYPES: Final = {
+    **dict.fromkeys(_FMT_INT, T_INT),
+    **dict.fromkeys(_FMT_DOUBLE, T_DOUBLE),
+    **dict.fromkeys(_FMT_STR, T_STR),
+}
+"""Scan format char -> the record type it reads."""
+_FMT_SCAN: Final = frozenset(_SCAN_TYPES)
 _NULL_STRING: Final = "<null string>"
 _ADD_CHARS: Final = frozenset("dutbfljLJsSy")
 
@@ -407,50 +422,113 @@ _ADD_CHARS: Final = frozenset("dutbfljLJsSy")
 class ReplyStruct:
     """A struct being built in a binrpc reply (the handle returned by ``add("{")``).
 
-    ``parts`` are encoded records (bytes) and nested :class:`ReplyStruct` objects in order;
-    ``size`` counts this struct's own buffer as ctl does (members + 2 bytes per nested struct).
+    ``parts`` are encoded records (bytes, or :class:`_Blob` for a large one) and nested
+    :class:`ReplyStruct` objects in order; ``size`` counts this struct's own buffer as ctl
+    does (members + 2 bytes per nested struct).
     """
 
     __slots__ = ("parts", "size")
 
     def __init__(self) -> None:
-        self.parts: list[bytes | ReplyStruct] = []
+        self.parts: list[_Part] = []
         self.size = 0
 
     def encode_into(self, out: bytearray) -> None:
         out.append(T_STRUCT)
-        for part in self.parts:
-            if type(part) is bytes:
-                out += part
-            else:
-                part.encode_into(out)  # type: ignore[union-attr]
+        _encode_parts(self.parts, out, None)
         out.append(0x80 | T_STRUCT)
+
+
+LARGE_RECORD: Final = 64 * 1024
+"""A BYTES or STR value from this many bytes on is not copied into the reply: the record is
+kept as its head and the value's bytes (:class:`_Blob`), and a stream connection writes those
+bytes as they are (a 10 MiB reply then costs the handler's bytes and the transport's buffer
+instead of 6 copies)."""
+
+
+class _Blob:
+    """A large record as buffers: its tag and length bytes, then the payload, not copied."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self, chunks: list[Buffer]) -> None:
+        self.chunks = chunks
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def prefixed(self, head: bytes) -> _Blob:
+        """The same record after ``head`` (a struct member's name)."""
+        return _Blob([head + self.chunks[0], *self.chunks[1:]])
+
+
+_Part: TypeAlias = "bytes | _Blob | ReplyStruct"
+
+
+def _encode_parts(parts: list[_Part], out: bytearray, chunks: list[Buffer] | None) -> bytearray:
+    """Append the records of ``parts`` to ``out``; return the bytearray to go on with.
+
+    With ``chunks``, the payload of a large record is not copied: ``out`` so far goes to
+    ``chunks``, then the payload, and a new bytearray is returned.
+    """
+    for part in parts:
+        if type(part) is bytes:
+            out += part
+        elif type(part) is ReplyStruct:
+            out.append(T_STRUCT)
+            out = _encode_parts(part.parts, out, chunks)
+            out.append(0x80 | T_STRUCT)
+        else:
+            head, *payload = part.chunks  # type: ignore[union-attr]
+            out += head
+            for chunk in payload:
+                if chunks is None or len(chunk) < LARGE_RECORD:
+                    out += chunk
+                else:
+                    chunks += (out, chunk)
+                    out = bytearray()
+    return out
 
 
 class _Overflow(Exception):
     pass
 
 
-def _encode_scalar(ch: str, value: Any) -> bytes:
-    """One record for add-format char ``ch``. Raises LocalProtocolError / ValueError."""
-    if ch in _FMT_INT:
-        if type(value) is not int:
-            value = int(value)
-        return encode_values((_wrap_int(value),))
+def _sized(rtype: int, payload: bytes, tail: bytes = b"") -> bytes | _Blob:
+    """A sized record (BYTES, STR) of ``payload + tail``: one bytes object, or a
+    :class:`_Blob` holding ``payload`` itself when large."""
+    length = len(payload) + len(tail)
+    if length < LARGE_RECORD:
+        return record_head(rtype, length) + payload + tail
+    return _Blob([record_head(rtype, length), payload, tail])
+
+
+def _encode_scalar(ch: str, value: Any) -> bytes | _Blob:
+    """One record for add-format char ``ch``. Raises LocalProtocolError / ValueError.
+
+    Strings and integers are encoded directly (str_record, int_record), not through
+    encode_values: 0.5 us less per value (bench, Python 3.11).
+    """
     if ch == "s" or ch == "S":
-        if value is None:
-            return encode_values((_NULL_STRING,))
-        if not isinstance(value, str):
-            value = (
-                bytes(value).decode("utf-8", "surrogateescape")
-                if isinstance(value, bytes | bytearray | memoryview)
-                else str(value)
-            )
+        if type(value) is not str:
+            if value is None:
+                value = _NULL_STRING
+            elif isinstance(value, bytes | bytearray | memoryview):
+                value = bytes(value).decode("utf-8", "surrogateescape")
+            else:
+                value = str(value)
         if ch == "s":
             nul = value.find("\0")
             if nul >= 0:
                 value = value[:nul]
-        return encode_values((value,))
+        if len(value) < LARGE_RECORD // 4:  # UTF-8: at most 4 bytes per character
+            return str_record(value)
+        return _sized(T_STR, encode_text(value), b"\0")
+    if ch in _FMT_INT:
+        if type(value) is not int:
+            value = int(value)
+        return int_record(_wrap_int(value))
     if ch == "f":
         return encode_values((value if isinstance(value, Double) else float(value),))
     if ch in "ljLJ":
@@ -458,15 +536,13 @@ def _encode_scalar(ch: str, value: Any) -> bytes:
             return encode_values((value,))
         return encode_values((Double(int(value)),))
     if ch == "y":
-        return encode_values((bytes(value),))
+        return _sized(T_BYTES, value if type(value) is bytes else bytes(value))
     raise ValueError(ch)
 
 
 def _encode_name(name: str | None) -> bytes:
     """An AVP (struct member name) record: like STR with type 5; None is the empty name."""
-    rec = bytearray(encode_values(("" if name is None else str(name),)))
-    rec[0] = (rec[0] & 0xF0) | T_AVP
-    return bytes(rec)
+    return str_record("" if name is None else str(name), T_AVP)
 
 
 # strtod: optional spaces, sign, then decimal/hex float, inf or nan; a prefix is enough
@@ -518,9 +594,13 @@ class BinrpcContext(RpcContext):
         limits: reply-size limits and autoconversion.
         max_reply_size: largest packet ``sink`` can carry (a datagram); a bigger reply is
             replaced by fault 500 instead of being lost. None: unlimited (streams).
+        chunk_sink: if given, a reply holding a large BYTES or STR value (``LARGE_RECORD``
+            bytes or more) goes here instead of ``sink``, as a list of buffers that make the
+            packet when concatenated: the value itself is one of them, not copied.
     """
 
     __slots__ = (
+        "_chunk_sink",
         "_deferred",
         "_limits",
         "_parts",
@@ -549,21 +629,32 @@ class BinrpcContext(RpcContext):
         server: ServerInfo | None = None,
         connection: object | None = None,
         max_reply_size: int | None = None,
+        chunk_sink: Callable[[list[Buffer]], object] | None = None,
     ) -> None:
         self._reader = reader
         self.cookie = cookie
         self._sink = sink
+        self._chunk_sink = chunk_sink
         self._limits = limits
         self.method = method
         self.registry = registry
         self.server = server
         self.connection = connection
         self.max_reply_size = max_reply_size
-        self._parts: list[bytes | ReplyStruct] = []
+        self._parts: list[_Part] = []
         self._size = 0
         self._record_no = 0
         self._deferred: tuple[int, str] | None = None
         self._replied = False
+
+    def set_sink(
+        self,
+        sink: Callable[[bytes], object],
+        chunk_sink: Callable[[list[Buffer]], object] | None = None,
+    ) -> None:
+        """Send the reply, when it comes, to ``sink`` / ``chunk_sink`` instead."""
+        self._sink = sink
+        self._chunk_sink = chunk_sink
 
     # -- scanning ---------------------------------------------------------------------------
     def _read(self, ch: str, auto: bool) -> Any:
@@ -575,12 +666,9 @@ class BinrpcContext(RpcContext):
             want = T_STR
         else:
             want = T_DOUBLE
-        if not auto:
-            rtype = reader.peek_type()
-            if rtype is None:
-                raise _ScanError(E_END_OF_PACKET, _TYPE_NAMES[want])
-            if rtype != want:
-                raise _ScanError(E_TYPE, _TYPE_NAMES[want])
+        rtype = reader.peek_type()
+        if rtype == want:
+            # the type asked for: the same with or without autoconversion
             try:
                 _, _, value = reader.next_token()
             except DecodeError as exc:
@@ -590,8 +678,11 @@ class BinrpcContext(RpcContext):
             if want == T_INT:
                 return value
             return value if ch == "f" else _c_long(value)  # type: ignore[arg-type]
+        if not auto:
+            if rtype is None:
+                raise _ScanError(E_END_OF_PACKET, _TYPE_NAMES[want])
+            raise _ScanError(E_TYPE, _TYPE_NAMES[want])
         # autoconversion: read any record, then convert; the fault names the actual type
-        rtype = reader.peek_type()
         try:
             kind, _, value = reader.next_token()
         except DecodeError as exc:
@@ -638,6 +729,7 @@ class BinrpcContext(RpcContext):
         optional = False
         auto_next = False
         auto_all = self._limits.autoconversion
+        reader = self._reader
         for ch in fmt:
             if ch == "*":
                 optional = True
@@ -645,22 +737,31 @@ class BinrpcContext(RpcContext):
             if ch == ".":
                 auto_next = True
                 continue
-            if ch in _FMT_INT or ch in _FMT_DOUBLE or ch in _FMT_STR:
-                try:
-                    values.append(self._read(ch, auto_next or auto_all))
-                except _ScanError as err:
-                    k = len(values)
-                    if optional and err.code in (E_END_OF_PACKET, E_MORE_DATA):
-                        return ScanResult(k, values)
-                    self._deferred = (
-                        400,
-                        f"error at parameter {self._record_no}: expected {err.type_name} type "
-                        f"but {binrpc_error_text(err.code)}",
-                    )
-                    return ScanResult(-k, values)
-                self._record_no += 1
-                auto_next = False
-                continue
+            if ch in _FMT_SCAN:
+                auto = auto_next or auto_all
+                if reader.at_end():
+                    # the usual end of a "*" loop: no exception raised and caught (1.5 us per
+                    # scan; bench, Python 3.11); the codes _read would give
+                    code = E_MORE_DATA if auto and reader.depth else E_END_OF_PACKET
+                    type_name = _TYPE_NAMES[_SCAN_TYPES[ch]]
+                else:
+                    try:
+                        values.append(self._read(ch, auto))
+                    except _ScanError as err:
+                        code, type_name = err.code, err.type_name
+                    else:
+                        self._record_no += 1
+                        auto_next = False
+                        continue
+                k = len(values)
+                if optional and (code == E_END_OF_PACKET or code == E_MORE_DATA):
+                    return ScanResult(k, values)
+                self._deferred = (
+                    400,
+                    f"error at parameter {self._record_no}: expected {type_name} type "
+                    f"but {binrpc_error_text(code)}",
+                )
+                return ScanResult(-k, values)
             if ch == "{":
                 self.fault(500, "internal server error, type 3 not supported")
             else:
@@ -708,7 +809,7 @@ class BinrpcContext(RpcContext):
             ) from None
 
     # -- adding -----------------------------------------------------------------------------
-    def _append_top(self, rec: bytes | ReplyStruct, size: int, ch: str) -> None:
+    def _append_top(self, rec: _Part, size: int, ch: str) -> None:
         if self._size + size > self._limits.max_body_size:
             raise _Overflow(ch)
         self._parts.append(rec)
@@ -745,7 +846,7 @@ class BinrpcContext(RpcContext):
             return handles[0] if len(handles) == 1 else tuple(handles)
         return 0
 
-    def _struct_append(self, handle: ReplyStruct, rec: bytes | ReplyStruct, size: int) -> bool:
+    def _struct_append(self, handle: ReplyStruct, rec: _Part, size: int) -> bool:
         if handle.size + size > self._limits.struct_max_body_size:
             return False
         handle.parts.append(rec)
@@ -803,10 +904,14 @@ class BinrpcContext(RpcContext):
             value = args[i]
             i += 1
             try:
-                rec = _encode_name(name) + _encode_scalar(ch, value)
+                value_rec = _encode_scalar(ch, value)
+                name_rec = _encode_name(name)
             except (ValueError, LocalProtocolError):
                 log.error("struct_add: cannot add %r with format char %r", value, ch)
                 return -1
+            rec = (
+                name_rec + value_rec if type(value_rec) is bytes else value_rec.prefixed(name_rec)  # type: ignore[union-attr]
+            )
             if not self._struct_append(handle, rec, len(rec)):
                 return -1
         return 0
@@ -821,7 +926,7 @@ class BinrpcContext(RpcContext):
         text = self._printf(fmt, args)
         if text is None:
             return -1
-        rec = encode_values((text,))
+        rec = str_record(text)
         if self._size + len(rec) > self._limits.max_body_size:
             return -1
         self._parts.append(rec)
@@ -834,7 +939,7 @@ class BinrpcContext(RpcContext):
         text = self._printf(fmt, args)
         if text is None:
             return -1
-        rec = _encode_name(name) + encode_values((_cstr(text),))
+        rec = _encode_name(name) + str_record(_cstr(text))
         return 0 if self._struct_append(handle, rec, len(rec)) else -1
 
     # -- sending ----------------------------------------------------------------------------
@@ -855,13 +960,15 @@ class BinrpcContext(RpcContext):
             log.debug("%s: send after the reply was sent (ignored)", self.method)
             return -1
         self._replied = True
-        out = bytearray()
-        for part in self._parts:
-            if type(part) is bytes:
-                out += part
-            else:
-                part.encode_into(out)  # type: ignore[union-attr]
-        packet = encode_header(MsgType.REPLY, len(out), self.cookie) + out
+        chunks: list[Buffer] | None = None if self._chunk_sink is None else []
+        body = _encode_parts(self._parts, bytearray(), chunks)
+        if chunks:  # a large value: the header and buffers, the value's bytes not copied
+            chunks.append(body)
+            size = sum(len(chunk) for chunk in chunks)
+            chunks[0] = encode_header(MsgType.REPLY, size, self.cookie) + chunks[0]
+            self._chunk_sink(chunks)  # type: ignore[misc]
+            return 0
+        packet = encode_header(MsgType.REPLY, len(body), self.cookie) + body
         if self.max_reply_size is not None and len(packet) > self.max_reply_size:
             packet = _fault_packet(
                 500,
@@ -1238,6 +1345,9 @@ def _internal_error(ctx: RpcContext, exc: BaseException) -> None:
     ctx.fault(500, "Internal server error: %s", type(exc).__name__)
 
 
+_NOT_AWAITABLE: Final = frozenset((type(None), bool, int, float, str, bytes, list, tuple, dict))
+
+
 def call_method(method: Method, ctx: RpcContext) -> Awaitable[None] | None:
     """Run ``method`` for the request in ``ctx``.
 
@@ -1246,15 +1356,13 @@ def call_method(method: Method, ctx: RpcContext) -> Awaitable[None] | None:
     finishes the job is returned; the caller schedules it (and must await it).
     """
     try:
-        if method.context:
-            result = method.func(ctx)
-            if inspect.isawaitable(result):
-                return _finish_async(result, ctx, False)
-        else:
-            args = method.read_args(ctx)
-            result = method.func(*args)
-            if inspect.isawaitable(result):
-                return _finish_async(result, ctx, True)
+        result = method.func(ctx) if method.context else method.func(*method.read_args(ctx))
+        # async def is known at registration; a plain callable may still return an
+        # awaitable (a lambda, an object with an async __call__): checked unless the result
+        # is a plain value (inspect.isawaitable costs 0.2-0.4 us per call)
+        if method.is_async or (type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result)):
+            return _finish_async(result, ctx, not method.context)
+        if not method.context:
             ctx.reply_value(result)
     except Fault as fault:
         ctx.fault(fault.code, "%s", fault.message)

@@ -2,8 +2,12 @@
 
 They move bytes only: framing is :class:`~binrpc.StreamFramer` / :func:`~binrpc.parse_packet`,
 requests are run by :func:`~binrpc._rpc.call_method` on a :class:`~binrpc._rpc.BinrpcContext`.
-Synchronous handlers run inline in ``data_received``; only async handlers get a Task. Replies
-on one connection leave in request order (a queue of reply slots per connection).
+Synchronous handlers run inline in ``data_received``; only async handlers get a Task.
+
+Replies on one connection leave in request order. The replies of one ``data_received`` call
+are gathered and written with one ``transport.write`` at its end (64 pipelined requests: one
+send() instead of 64). Only a request behind an unfinished async one needs a reply slot in
+the connection's queue; the others reply straight into the gathered output.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
 from .._errors import DecodeError, PacketTooLarge
-from .._rpc import BinrpcContext, call_method
+from .._rpc import BinrpcContext, Buffer, call_method
 
 if TYPE_CHECKING:
     from ._server import Listener, Server
@@ -35,22 +39,28 @@ def dispatch(
     sink: Callable[[bytes], object],
     connection: StreamConnection | None,
     max_reply_size: int | None,
-) -> tuple[Awaitable[None] | None, bool]:
-    """Run one request packet. Returns (coroutine to schedule or None, close the stream?)."""
+    *,
+    chunk_sink: Callable[[list[Buffer]], object] | None = None,
+) -> tuple[Awaitable[None] | None, BinrpcContext | None, bool]:
+    """Run one request packet.
+
+    Returns (coroutine to schedule or None, the request's context or None when it was refused
+    before reaching a handler, close the stream?).
+    """
     cookie = packet.cookie
     if packet.type != MsgType.REQUEST:
         sink(encode_fault(400, "bad request: corrupted packet", cookie))
-        return None, True
+        return None, None, True
     try:
         name, reader = parse_request(packet.body)
     except DecodeError as exc:
         sink(encode_fault(400, f"bad request method: {exc.text}", cookie))
-        return None, True
+        return None, None, True
     method = server.methods.get(name)
     if method is None:
         text = f"command {name} not found"
         sink(encode_fault(500, text[:254], cookie))
-        return None, False
+        return None, None, False
     ctx = BinrpcContext(
         reader,
         cookie,
@@ -61,8 +71,9 @@ def dispatch(
         server=server,
         connection=connection,
         max_reply_size=max_reply_size,
+        chunk_sink=chunk_sink,
     )
-    return call_method(method, ctx), False
+    return call_method(method, ctx), ctx, False
 
 
 class _Slot:
@@ -72,11 +83,20 @@ class _Slot:
 
     def __init__(self, conn: StreamConnection) -> None:
         self.conn = conn
-        self.data: bytes | None = None
+        self.data: list[Buffer] | None = None
 
     def put(self, data: bytes) -> None:
-        self.data = data
+        self.data = [data]
         self.conn._flush()
+
+    def put_chunks(self, chunks: list[Buffer]) -> None:
+        self.data = chunks
+        self.conn._flush()
+
+
+_JOIN_LIMIT: Final = 64 * 1024
+"""Gathered replies up to this size are joined into one write; a bigger buffer (the payload of
+a large reply) is written as it is, without a copy."""
 
 
 class StreamConnection(asyncio.Protocol):
@@ -88,7 +108,11 @@ class StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.framer = server.new_framer()
         self.peer: tuple[str, str] = ("<anonymous unix socket>", "")
+        # replies waiting for an earlier async reply (that one included), in request order
         self._queue: deque[_Slot] = deque()
+        # replies due, in order, not yet given to the transport (see _flush)
+        self._out: list[Buffer] = []
+        self._corked = False  # inside data_received: _flush gathers, writes at the end
         self._closing = False  # no more requests are read
         self._closed = False
         self._eof = False
@@ -99,7 +123,9 @@ class StreamConnection(asyncio.Protocol):
 
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a cast, not an isinstance check: uvloop's stream transports do not subclass
+        # asyncio.Transport
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         server = self.server
         if server.closing or len(server.connections) >= server.options.max_connections:
@@ -135,37 +161,62 @@ class StreamConnection(asyncio.Protocol):
         self._touch()
         framer = self.framer
         framer.feed(data)
-        while not self._closing:
-            try:
-                packet = framer.next_packet()
-            except PacketTooLarge:
-                # ctl: "buffer overrun", close without a reply (and we never buffer it)
-                self._abort()
-                return
-            except DecodeError:
-                self._fault_and_close(CORRUPTED_FAULT)
-                return
-            if packet is None:
-                return
+        self._corked = True
+        try:
+            while not self._closing:
+                try:
+                    packet = framer.next_packet()
+                except PacketTooLarge:
+                    # ctl: "buffer overrun", close without a reply (and we never buffer it)
+                    self._abort()
+                    return
+                except DecodeError:
+                    self._fault_and_close(CORRUPTED_FAULT)
+                    return
+                if packet is None:
+                    return
+                self._run(packet)
+        finally:
+            self._corked = False
+            self._flush()
+
+    def _run(self, packet: Packet) -> None:
+        queue = self._queue
+        out = self._out
+        slot: _Slot | None = None
+        if queue:
+            # an async reply is still due before this one
             slot = _Slot(self)
-            self._queue.append(slot)
-            pending, close = dispatch(self.server, packet, slot.put, self, None)
-            if pending is not None:
-                self.server.spawn(pending)
-            if close:
-                self._start_closing()
+            queue.append(slot)
+            pending, ctx, close = dispatch(
+                self.server, packet, slot.put, self, None, chunk_sink=slot.put_chunks
+            )
+        else:
+            pending, ctx, close = dispatch(
+                self.server, packet, out.append, self, None, chunk_sink=out.extend
+            )
+        if pending is not None:
+            if slot is None and ctx is not None and not ctx.replied:
+                # the async reply comes later: hold back the replies of later requests
+                slot = _Slot(self)
+                queue.append(slot)
+                ctx.set_sink(slot.put, slot.put_chunks)
+            self.server.spawn(pending)
+        if close:
+            self._start_closing()
 
     def eof_received(self) -> bool:
         self._eof = True
         self._closing = True
         # keep the write side open while replies are pending
-        return bool(self._queue)
+        return bool(self._queue or self._out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._closing = True
         self._cancel_timers()
         self._queue.clear()
+        self._out.clear()
         if self._registered:
             self.server.connections.pop(self, None)
             self._registered = False
@@ -194,13 +245,22 @@ class StreamConnection(asyncio.Protocol):
 
     # -- output -----------------------------------------------------------------------------
     def _flush(self) -> None:
+        """Move the replies now due to the output; unless inside data_received, write them
+        (one write) and close the transport if it is closing and nothing is pending."""
         queue = self._queue
+        out = self._out
         transport = self.transport
         if self._closed or transport is None:
             queue.clear()
+            out.clear()
             return
         while queue and queue[0].data is not None:
-            transport.write(queue.popleft().data)  # type: ignore[arg-type]
+            out += queue.popleft().data  # type: ignore[arg-type]
+        if self._corked:
+            return
+        if out:
+            self._out = []
+            _write(transport, out)
         if not queue and self._closing:
             transport.close()
 
@@ -220,8 +280,7 @@ class StreamConnection(asyncio.Protocol):
                 self.transport.pause_reading()
             except RuntimeError:
                 pass
-            if not self._queue:
-                self.transport.close()
+            self._flush()
 
     def shutdown(self) -> None:
         """Server shutdown: no more requests; close after the pending replies."""
@@ -284,7 +343,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             return
         if packet is None:
             return  # incomplete: ignored, as ctl does
-        pending, _ = dispatch(
+        pending, _, _ = dispatch(
             self.server, packet, lambda reply: self._send(addr, reply), None, self.max_reply_size
         )
         if pending is not None:
@@ -299,3 +358,23 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("datagram listener %s: %s", self.listener.address, exc)
+
+
+def _write(transport: asyncio.Transport, buffers: list[Buffer]) -> None:
+    """Write ``buffers`` in order: small ones joined into one write, a large one on its own
+    and as a memoryview (asyncio slices what send() did not take: no copy of a 10 MiB
+    payload)."""
+    if len(buffers) == 1 and len(buffers[0]) <= _JOIN_LIMIT:
+        transport.write(buffers[0])
+        return
+    small: list[Buffer] = []
+    for buf in buffers:
+        if len(buf) <= _JOIN_LIMIT:
+            small.append(buf)
+            continue
+        if small:
+            transport.write(b"".join(small))
+            small = []
+        transport.write(memoryview(buf))
+    if small:
+        transport.write(b"".join(small))

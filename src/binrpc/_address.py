@@ -133,7 +133,7 @@ def _parse_port(text: str, proto: str, original: str) -> int:
     try:
         table = proto if proto in ("tcp", "udp") else None
         return _socket.getservbyname(text, table) if table else _socket.getservbyname(text)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL; UnicodeEncodeError: undecodable argv
         raise AddressError(f"bad port in address {original!r}: unknown service {text!r}") from None
 
 
@@ -207,7 +207,7 @@ def parse_address(text: str, flavour: Flavour = "binrpc", *, udp_default: bool =
                 raise AddressError(f"bad address {original!r}: a unix path cannot contain ':'")
         if not host:
             raise AddressError(f"bad address {original!r}: empty path")
-        if proto != "fifo" and len(host.encode()) > MAX_UNIX_PATH:
+        if proto != "fifo" and len(host.encode("utf-8", "surrogateescape")) > MAX_UNIX_PATH:
             raise AddressError(
                 f"bad address {original!r}: unix socket path longer than {MAX_UNIX_PATH} bytes"
             )

@@ -24,6 +24,11 @@ Example module::
         "Add two integers."
         return a + b
 
+``--loop auto|asyncio|uvloop`` chooses the event loop: ``auto`` (the default) runs on uvloop
+when it is installed (``pip install binrpc[uvloop]``; about 2 us less CPU per request), else on
+asyncio's default loop. The loop in use is printed on stderr at start-up
+(``binrpcd: event loop uvloop 0.19.0``).
+
 The daemon logs to stderr, prints one ``listening on <address>`` line per listener on stdout
 once it is ready (``listening on fifo:/tmp/ser_fifo`` for a FIFO file, ``listening on
 udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM or SIGINT
@@ -41,7 +46,7 @@ import os
 import signal
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._address import AddressError
@@ -61,6 +66,9 @@ _INT_SETTINGS = (
 )
 _FLOAT_SETTINGS = ("idle_timeout", "write_timeout")
 _STR_SETTINGS = ("fifo_reply_dir",)
+
+
+LOOPS = ("auto", "asyncio", "uvloop")
 
 
 class ConfigError(Exception):
@@ -159,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not serve the built-in core.*/system.*/ctl.* RPCs",
     )
+    p.add_argument(
+        "--loop",
+        choices=LOOPS,
+        help="event loop: uvloop if installed (auto, the default), asyncio, uvloop",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same settings")
     p.add_argument(
         "--module",
@@ -184,7 +197,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 _KNOWN = {
-    "binrpc", "fifo", "mode", "user", "group", "autoconversion", "config", "module",
+    "binrpc", "fifo", "mode", "user", "group", "autoconversion", "config", "module", "loop",
     "modules", "builtins", "no_builtins", "verbose",
     "fifo_reply_timeout", *_INT_SETTINGS, *_FLOAT_SETTINGS, *_STR_SETTINGS,
 }  # fmt: skip
@@ -305,6 +318,28 @@ def load_module(name: str, registry: Registry) -> None:
         )
 
 
+def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The event loop factory for ``--loop`` (None: asyncio's default) and its description.
+
+    Raises:
+        ConfigError: an unknown choice, or ``uvloop`` when uvloop cannot be imported.
+    """
+    if choice not in LOOPS:
+        raise ConfigError(f"loop: expected one of {', '.join(LOOPS)}, got {choice!r}")
+    if choice != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError(
+                    "loop uvloop: uvloop is not installed (pip install 'binrpc[uvloop]')"
+                ) from None
+        else:
+            version = getattr(uvloop, "__version__", "")
+            return uvloop.new_event_loop, f"uvloop {version}".strip()
+    return None, "asyncio"
+
+
 async def _run(addresses: list[str], options: ServerOptions, registry: Registry) -> int:
     server = serve(registry, *addresses, options=options)
     await server.start()
@@ -321,6 +356,15 @@ async def _run(addresses: list[str], options: ServerOptions, registry: Registry)
         loop.remove_signal_handler(sig)
     log.info("binrpcd stopped")
     return 0
+
+
+def _loop_choice(args: argparse.Namespace) -> str:
+    """``--loop``, else the config file's ``loop``, else auto."""
+    if args.loop:
+        return str(args.loop)
+    if args.config:
+        return str(_read_config(args.config).get("loop", "auto"))
+    return "auto"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -341,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = Registry()
         for name in modules:
             load_module(name, registry)
-        return asyncio.run(_run(addresses, options, registry))
+        factory, loop_name = loop_factory(_loop_choice(args))
+        print(f"binrpcd: event loop {loop_name}", file=sys.stderr, flush=True)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_run(addresses, options, registry))
     except (ConfigError, ListenerError, AddressError) as exc:
         print(f"binrpcd: error: {exc}", file=sys.stderr)
         return 1

@@ -140,6 +140,24 @@ def test_address_path_with_undecodable_bytes_is_a_path(text: str, flavour: str) 
     assert os.fsencode(address.path) == b"/tmp/\xff.sock"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: parse_address's IPv6 check (_socket.inet_pton) catches only OSError: a NUL "
+    "(ValueError) or undecodable bytes (UnicodeEncodeError) in [...] escape, not AddressError",
+)
+@pytest.mark.parametrize(
+    ("text", "flavour"),
+    [
+        ("udp:[::1\udcff]:5", "binrpc"),
+        ("tcp:[::1\x00]:5", "binrpc"),  # TOML "\u0000": binrpcd start-up traceback
+        ("tcp:[::1\udcff]:5", "client"),  # `binrpc -s $'tcp:[::1\xff]:5'`: traceback
+    ],
+)
+def test_address_ipv6_literal_with_nul_or_bad_utf8(text: str, flavour: str) -> None:
+    with pytest.raises(AddressError):
+        parse_address(text, flavour)  # type: ignore[arg-type]
+
+
 def _config(tmp_path: Path, content: bytes) -> Exception | None:
     path = tmp_path / "binrpcd.toml"
     path.write_bytes(content)

@@ -237,21 +237,29 @@ def test_files_swapped_in_while_running_are_not_removed(workdir: str) -> None:
 
 
 class _SwapAfterBind:
-    """Stands in for ``os`` inside binrpc.server._sockets: the first stat of the socket path
-    (right after bind) swaps the socket for a symlink to ``victim``, as an attacker who can
-    write the socket's directory could between bind() and chmod()/chown()."""
+    """Stands in for ``os`` inside binrpc.server._sockets: the first successful stat or lstat
+    of the socket path (right after bind) swaps the socket for a symlink to ``victim``, as an
+    attacker who can write the socket's directory could between bind() and chmod()/chown()."""
 
     def __init__(self, path: str, victim: str) -> None:
         self._path = path
         self._victim = victim
         self._done = threading.Event()
 
-    def stat(self, path: Any, *args: Any, **kw: Any) -> os.stat_result:
-        st = os.stat(path, *args, **kw)
+    def _swap(self, path: Any) -> None:
         if path == self._path and not self._done.is_set():
             self._done.set()
             os.unlink(path)
             os.symlink(self._victim, path)
+
+    def stat(self, path: Any, *args: Any, **kw: Any) -> os.stat_result:
+        st = os.stat(path, *args, **kw)
+        self._swap(path)
+        return st
+
+    def lstat(self, path: Any, *args: Any, **kw: Any) -> os.stat_result:
+        st = os.lstat(path, *args, **kw)
+        self._swap(path)
         return st
 
     def __getattr__(self, name: str) -> Any:
@@ -259,12 +267,6 @@ class _SwapAfterBind:
 
 
 @root_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _sockets.open_socket chmods/chowns the socket by path after bind "
-    "(os.chmod/os.chown follow symlinks): a symlink swapped in meanwhile gets another file "
-    "chmod-ed/chown-ed (TOCTOU; ctl has the same race)",
-)
 def test_chmod_chown_never_follow_a_symlink_swapped_in_after_bind(
     workdir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -273,17 +275,19 @@ def test_chmod_chown_never_follow_a_symlink_swapped_in_after_bind(
     victim.write_text("secret")
     os.chmod(victim, 0o600)
     before = snapshot(str(victim))
-    monkeypatch.setattr(sockets_module, "os", _SwapAfterBind(path, str(victim)))
-    try:
+    swapper = _SwapAfterBind(path, str(victim))
+    monkeypatch.setattr(sockets_module, "os", swapper)
+    with pytest.raises(ListenerError, match="no longer the socket"):
         start_stat(f"unixs:{path}", mode=0o666, user=1, group=1)
-    except ListenerError:
-        pass  # refusing is fine; touching the victim is not
     monkeypatch.undo()
+    assert swapper._done.is_set()  # the swap did happen
     after = snapshot(str(victim))
     assert after == before, (
         f"victim now mode {stat.S_IMODE(os.lstat(victim).st_mode):o} "
         f"owner {os.lstat(victim).st_uid}:{os.lstat(victim).st_gid}"
     )
+    assert os.readlink(path) == str(victim)  # the symlink is not ours: left alone
+    assert victim.read_text() == "secret"
 
 
 def test_healthy_after_refusals(workdir: str) -> None:

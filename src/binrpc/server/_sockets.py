@@ -9,6 +9,7 @@ import os
 import pwd
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._address import Address
@@ -41,29 +42,40 @@ class OpenedSocket:
     file_id: tuple[int, int] | None = None  # (st_dev, st_ino)
 
 
+MAX_ID = 2**32 - 2
+"""Largest uid/gid: ``(uid_t)-1`` (2**32 - 1) means "leave unchanged" to chown."""
+
+
+def _resolve_id(value: str | int, kind: str, lookup: Callable[[str], int]) -> int:
+    if isinstance(value, bool):  # `user = true` in TOML is not uid 1
+        raise ListenerError(f"bad {kind} {value!r}: expected a name or an id")
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value)
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()):
+            try:
+                return lookup(text)
+            except (KeyError, ValueError):  # ValueError: a NUL in the name
+                raise ListenerError(f"unknown {kind} {value!r}") from None
+        number = int(text)
+    if not 0 <= number <= MAX_ID:
+        raise ListenerError(f"bad {kind} id {value!r}: expected 0 to {MAX_ID}")
+    return number
+
+
 def resolve_ids(user: str | int | None, group: str | int | None) -> tuple[int, int]:
     """User/group names or ids -> (uid, gid), -1 for "leave unchanged".
 
     Raises:
-        ListenerError: an unknown user or group name.
+        ListenerError: an unknown user or group name, an id outside 0..2**32 - 2, a bool.
     """
     uid = gid = -1
     if user is not None and user != "":
-        if isinstance(user, int) or str(user).isdigit():
-            uid = int(user)
-        else:
-            try:
-                uid = pwd.getpwnam(str(user)).pw_uid
-            except KeyError:
-                raise ListenerError(f"unknown user {user!r}") from None
+        uid = _resolve_id(user, "user", lambda name: pwd.getpwnam(name).pw_uid)
     if group is not None and group != "":
-        if isinstance(group, int) or str(group).isdigit():
-            gid = int(group)
-        else:
-            try:
-                gid = grp.getgrnam(str(group)).gr_gid
-            except KeyError:
-                raise ListenerError(f"unknown group {group!r}") from None
+        gid = _resolve_id(group, "group", lambda name: grp.getgrnam(name).gr_gid)
     return uid, gid
 
 
@@ -109,6 +121,56 @@ def _inet_family(address: Address, kind: int) -> tuple[int, tuple[object, ...]]:
     return family, sockaddr
 
 
+def _same_file(path: str, file_id: tuple[int, int]) -> bool:
+    st = os.lstat(path)
+    return (st.st_dev, st.st_ino) == file_id
+
+
+def _set_mode_owner(
+    address: Address, file_id: tuple[int, int], mode: int, uid: int, gid: int
+) -> None:
+    """chmod/chown the socket file that bind() just created, never through a path that could
+    have been swapped for a symlink meanwhile (whoever can write the directory could): the
+    path is opened O_PATH|O_NOFOLLOW, checked to be our single-link socket (same st_dev and
+    st_ino as right after bind), and changed through ``/proc/self/fd/N``, which names that
+    inode (fchmod/fchown refuse O_PATH descriptors).
+
+    Raises:
+        ListenerError: the path is no longer our socket (nothing is changed), or chmod/chown
+            failed.
+    """
+    path = address.path
+    if not mode and uid == -1 and gid == -1:
+        return
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ListenerError(f"{address}: cannot open {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode) or st.st_nlink != 1 or (st.st_dev, st.st_ino) != file_id:
+            raise ListenerError(
+                f"{address}: {path} is no longer the socket just bound (replaced?); "
+                "not changing its mode/owner"
+            )
+        target = f"/proc/self/fd/{fd}"
+        if mode:
+            os.chmod(target, mode)
+        if uid != -1 or gid != -1:
+            os.chown(target, uid, gid)
+    except ListenerError:
+        raise
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, FileNotFoundError):
+            reason += " (is /proc mounted?)"
+        raise ListenerError(
+            f"{address}: cannot set mode {mode:o}/owner {uid}:{gid} of {path}: {reason}"
+        ) from None
+    finally:
+        os.close(fd)
+
+
 def open_socket(address: Address, mode: int, uid: int, gid: int) -> OpenedSocket:
     """Create and bind the socket for ``address`` (unixs, unixd, udp, tcp); streams are not
     yet listening (asyncio does that).
@@ -126,19 +188,15 @@ def open_socket(address: Address, mode: int, uid: int, gid: int) -> OpenedSocket
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UNIX_DGRAM_SNDBUF)
             sock.bind(address.path)
-            st = os.stat(address.path)
+            st = os.lstat(address.path)
             file_id = (st.st_dev, st.st_ino)
             try:
-                if mode:
-                    os.chmod(address.path, mode)
-                if uid != -1 or gid != -1:
-                    os.chown(address.path, uid, gid)
-            except OSError as exc:
+                _set_mode_owner(address, file_id, mode, uid, gid)
+            except ListenerError:
                 with contextlib.suppress(OSError):
-                    os.unlink(address.path)
-                raise ListenerError(
-                    f"{address}: cannot set mode/owner of {address.path}: {exc.strerror}"
-                ) from None
+                    if _same_file(address.path, file_id):
+                        os.unlink(address.path)
+                raise
             sock.setblocking(False)
         except ListenerError:
             sock.close()

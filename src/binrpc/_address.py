@@ -176,7 +176,7 @@ def parse_address(text: str, flavour: Flavour = "binrpc", *, udp_default: bool =
             raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp or udp")
         try:
             _socket.inet_pton(_socket.AF_INET6, host)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or undecodable argv bytes
             raise AddressError(
                 f"bad address {original!r}: {host!r} is not an IPv6 address"
             ) from None

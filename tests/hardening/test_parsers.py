@@ -140,11 +140,6 @@ def test_address_path_with_undecodable_bytes_is_a_path(text: str, flavour: str) 
     assert os.fsencode(address.path) == b"/tmp/\xff.sock"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_address's IPv6 check (_socket.inet_pton) catches only OSError: a NUL "
-    "(ValueError) or undecodable bytes (UnicodeEncodeError) in [...] escape, not AddressError",
-)
 @pytest.mark.parametrize(
     ("text", "flavour"),
     [

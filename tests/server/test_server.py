@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import stat
 import threading
@@ -451,6 +452,52 @@ def test_owner_and_group(workdir: str) -> None:
 def test_unknown_user_refused(workdir: str) -> None:
     with pytest.raises(ListenerError, match="no-such-user-xyz"):
         run_briefly(f"unixs:{workdir}/s.sock", user="no-such-user-xyz")
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ({"user": -5}, "bad user id -5"),
+        ({"group": "-3"}, "bad group id '-3'"),
+        ({"user": 2**32 - 1}, "bad user id 4294967295"),  # (uid_t)-1: "unchanged" to chown
+        ({"group": 10**20}, "bad group id"),
+        ({"user": True}, "bad user True"),  # TOML `user = true` is not uid 1
+        ({"user": "a\0b"}, "unknown user"),  # was ValueError from getpwnam
+        ({"group": "\udcff"}, "unknown group"),  # undecodable argv bytes
+    ],
+)
+def test_bad_user_group_refused_before_any_file(
+    workdir: str, ids: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ListenerError, match=re.escape(message)):
+        run_briefly(f"unixs:{workdir}/s.sock", f"unixd:{workdir}/d.sock", **ids)
+    assert os.listdir(workdir) == []
+
+
+@pytest.mark.parametrize("mode", [-1, 0o10000, 2**70, True, "0600", 6.0])
+def test_mode_outside_0_to_07777_refused(mode: Any) -> None:
+    # chmod masks the mode: -1 would make the socket 07777 (world-writable, setuid, ...)
+    with pytest.raises(ValueError, match="mode"):
+        ServerOptions(mode=mode)
+    with pytest.raises(ValueError, match="mode"):
+        serve(None, "unixs:/tmp/never.sock", mode=mode)
+    with pytest.raises(ValueError, match="mode"):
+        ServerOptions().with_changes(mode=mode)
+    assert ServerOptions(mode=0o7777).mode == 0o7777 and ServerOptions(mode=0).mode == 0
+
+
+@pytest.mark.parametrize(("mode", "uid"), [(2**70, -1), (-2, -1), (0o600, 2**40), (0o600, -7)])
+def test_open_socket_chmod_chown_errors_are_listener_errors(
+    workdir: str, mode: int, uid: int
+) -> None:
+    """open_socket called directly with values ServerOptions/resolve_ids refuse: a clean
+    ListenerError (not OverflowError) and no file left behind."""
+    from binrpc.server._sockets import open_socket
+
+    address = parse_address(f"unixs:{workdir}/s.sock", "binrpc")
+    with pytest.raises(ListenerError, match="cannot set mode"):
+        open_socket(address, mode, uid, -1)
+    assert os.listdir(workdir) == []
 
 
 def test_stale_socket_replaced(workdir: str) -> None:

@@ -21,7 +21,7 @@ class ServerOptions:
 
     mode: int = 0o600
     """Permissions of unix socket files and FIFO files (ctl ``mode``). 0 leaves socket files
-    as created (umask) and gives FIFO files 0600."""
+    as created (umask) and gives FIFO files 0600. Outside 0..0o7777: ValueError."""
     user: str | int | None = None
     """Owner of unix socket files and FIFO files: a user name or a uid (ctl ``user``). Unlike
     ctl, setting only ``user`` or only ``group`` is enough to chown sockets too."""
@@ -79,6 +79,10 @@ class ServerOptions:
     clients are not glued to it. None: keep it (ctl keeps it forever)."""
 
     def __post_init__(self) -> None:
+        mode: Any = self.mode
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
+            # chmod would mask it: -1 gives 07777 (world-writable, setuid, setgid, sticky)
+            raise ValueError(f"mode must be an int from 0 to 0o7777, got {mode!r}")
         # a single address given as a string, or a list: keep a tuple of strings
         fifo: Any = self.fifo
         if isinstance(fifo, str):

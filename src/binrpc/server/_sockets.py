@@ -142,6 +142,8 @@ def _set_mode_owner(
     path = address.path
     if not mode and uid == -1 and gid == -1:
         return
+    if not 0 <= mode <= 0o7777:  # chmod would mask it: -1 is 07777
+        raise ListenerError(f"{address}: cannot set mode {mode:o} of {path}: not 0 to 7777")
     try:
         fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:

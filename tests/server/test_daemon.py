@@ -197,6 +197,30 @@ def test_startup_errors(args: list[str], message: str) -> None:
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'binrpc = "unixs:/tmp/\xff"\n', "not UTF-8 text (byte 21)"),
+        (b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n", "nested too deeply"),
+        (b"max_connections = inf\n", "max_connections: expected an integer, got inf"),
+        (b"mode = -1\n", "bad mode -1 (-0o1)"),
+        (b"user = true\n", "user: expected a name or an id, got True"),
+        (b"group = 99999999999\n", "group: bad id 99999999999"),
+        (b'user = "a\\u0000b"\n', "user: bad name 'a\\x00b'"),
+    ],
+)
+def test_bad_config_values_are_errors_not_tracebacks(
+    workdir: str, content: bytes, message: str
+) -> None:
+    cfg = Path(workdir) / "bad.toml"
+    cfg.write_bytes(content)
+    rc, err = Daemon("--config", str(cfg), "--binrpc", f"unixs:{workdir}/b.sock").run_to_end()
+    assert rc == 1, err
+    (line,) = err.splitlines()  # one line, no traceback
+    assert line.startswith("binrpcd: error: ") and message in line, err
+    assert os.listdir(workdir) == ["bad.toml"]  # refused before any socket or chown
+
+
 def test_non_socket_path_refused(workdir: str) -> None:
     path = Path(workdir) / "plain"
     path.write_text("x")

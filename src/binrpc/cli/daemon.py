@@ -52,6 +52,7 @@ from typing import Any
 from .._address import AddressError
 from .._rpc import Registry
 from ..server import ListenerError, ServerOptions, serve
+from ..server._sockets import MAX_ID
 
 __all__ = ["build_parser", "load_module", "main", "options_from"]
 
@@ -77,12 +78,32 @@ class ConfigError(Exception):
 
 def _mode(text: Any) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    s = str(text).strip().lower()
-    try:
-        return int(s[2:] if s.startswith("0o") else s, 8)
-    except ValueError:
-        raise ConfigError(f"bad mode {text!r}: expected octal digits like 0600") from None
+        mode = text
+    else:
+        s = str(text).strip().lower()
+        try:
+            mode = int(s[2:] if s.startswith("0o") else s, 8)
+        except ValueError:
+            raise ConfigError(f"bad mode {text!r}: expected octal digits like 0600") from None
+    if not 0 <= mode <= 0o7777:  # chmod would mask it: -1 is 07777, world-writable
+        shown = f"{text!r}" if isinstance(text, str) else f"{mode} ({oct(mode)})"
+        raise ConfigError(f"bad mode {shown}: expected 0 to 7777 (octal)")
+    return mode
+
+
+def _owner(key: str, value: Any) -> str | int:
+    """A ``user``/``group`` setting: a name or an id from 0 to 2**32 - 2, kept as given."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f"{key}: expected a name or an id, got {value!r}")
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"{key}: bad name {value!r}")
+        digits = value[1:] if value.startswith("-") else value
+        if not (digits.isascii() and digits.isdigit()):
+            return value  # a name, resolved at start-up
+    if not 0 <= int(value) <= MAX_ID:
+        raise ConfigError(f"{key}: bad id {value!r}: expected 0 to {MAX_ID}")
+    return value
 
 
 def _bool(value: Any) -> bool:
@@ -191,6 +212,10 @@ def _read_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     if "binrpcd" in data and isinstance(data["binrpcd"], dict):
         data = data["binrpcd"]
     return {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -242,15 +267,14 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
         kw["mode"] = _mode(settings["mode"])
     for key in ("user", "group"):
         if key in settings and settings[key] not in (None, ""):
-            value = settings[key]
-            kw[key] = value if isinstance(value, int) else str(value)
+            kw[key] = _owner(key, settings[key])
     if "autoconversion" in settings:
         kw["autoconversion"] = _bool(settings["autoconversion"])
     for key in _INT_SETTINGS:
         if key in settings:
             try:
                 kw[key] = int(settings[key])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: inf
                 raise ConfigError(f"{key}: expected an integer, got {settings[key]!r}") from None
     for key in _FLOAT_SETTINGS:
         if key in settings:
@@ -272,7 +296,11 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
         kw["fifo"] = tuple(fifo)
     if kw.get("max_connections", 1) < 1:
         raise ConfigError("max_connections must be at least 1")
-    return _as_list(settings.get("binrpc"), "binrpc"), ServerOptions(**kw), modules
+    try:
+        options = ServerOptions(**kw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return _as_list(settings.get("binrpc"), "binrpc"), options, modules
 
 
 def load_module(name: str, registry: Registry) -> None:

@@ -4,13 +4,6 @@ They move bytes only: framing is :class:`~binrpc.StreamFramer` / :func:`~binrpc.
 requests are run by :func:`~binrpc._rpc.call_method` on a :class:`~binrpc._rpc.BinrpcContext`.
 Synchronous handlers run inline in ``data_received``; only async handlers get a Task.
 
-Stream connections are :class:`asyncio.BufferedProtocol`: asyncio then reads into the server's
-one receive buffer (``recv_into``), where a plain Protocol gets a fresh ``recv(256 KiB)`` per
-read, which glibc serves with mmap + mremap + munmap (and a page fault): 3-4 us per request.
-The bytes are moved to the connection's framer at once, so one buffer serves every
-connection. Datagram transports read at most 65535 bytes (ctl's buffer), which stays on the
-heap for the same reason.
-
 Replies on one connection leave in request order. The replies of one ``data_received`` call
 are gathered and written with one ``transport.write`` at its end (64 pipelined requests: one
 send() instead of 64). Only a request behind an unfinished async one needs a reply slot in
@@ -106,14 +99,7 @@ _JOIN_LIMIT: Final = 64 * 1024
 a large reply) is written as it is, without a copy."""
 
 
-RECV_BUFFER_SIZE: Final = 256 * 1024
-"""Bytes read at most per read of a stream connection: asyncio's own read size."""
-MAX_DATAGRAM: Final = 65535
-"""Bytes read of a datagram (ctl's buffer): the rest of a bigger one is cut off, so its packet
-is incomplete and ignored, as in ctl."""
-
-
-class StreamConnection(asyncio.BufferedProtocol):
+class StreamConnection(asyncio.Protocol):
     """One accepted TCP or unix stream connection."""
 
     def __init__(self, server: Server, listener: Listener) -> None:
@@ -165,19 +151,11 @@ class StreamConnection(asyncio.BufferedProtocol):
             self._last_activity = loop.time()
             self._idle_timer = loop.call_later(idle, self._check_idle)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        # shared by the server's connections: buffer_updated empties it before the next read
-        return self.server.recv_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.server.recv_buffer[:nbytes])
-
     def _touch(self) -> None:
         if self._idle_timer is not None:
             self._last_activity = asyncio.get_running_loop().time()
 
-    def data_received(self, data: bytes | memoryview) -> None:
-        """Bytes read (a view of the receive buffer, valid during this call only)."""
+    def data_received(self, data: bytes) -> None:
         if self._closing:
             return
         self._touch()
@@ -354,10 +332,6 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (asyncio's selector datagram transport does not subclass DatagramTransport)
         self.transport = cast(asyncio.DatagramTransport, transport)
-        if hasattr(transport, "max_size"):
-            # asyncio's selector transports recvfrom() this many bytes (256 KiB by default:
-            # an mmap per datagram); uvloop's have no such attribute
-            transport.max_size = MAX_DATAGRAM
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.server.closing:

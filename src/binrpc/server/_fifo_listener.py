@@ -107,7 +107,7 @@ class FifoStreamConnection(StreamConnection):
         super().__init__(server, listener)
         self.fifo_framer = FifoFramer(server.options.max_request_size)
 
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: bytes) -> None:
         if self._closing:
             return
         self._touch()

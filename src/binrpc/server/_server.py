@@ -18,7 +18,7 @@ from .._defaults import default_server_address
 from .._framing import StreamFramer
 from .._rpc import MethodTable, Registry, RpcLimits
 from ..rpcs import builtin_registry
-from ._conn import RECV_BUFFER_SIZE, DatagramEndpoint, StreamConnection
+from ._conn import DatagramEndpoint, StreamConnection
 from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
 from ._options import ServerOptions
 from ._sockets import (
@@ -102,8 +102,6 @@ class Server:
         self._closed_event: asyncio.Event | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._conns_gone: asyncio.Event | None = None
-        # where the stream connections read (see _conn.StreamConnection.get_buffer)
-        self.recv_buffer = memoryview(bytearray(RECV_BUFFER_SIZE))
 
     # -- start ------------------------------------------------------------------------------
     def _parse_addresses(self) -> list[tuple[Address, str]]:

@@ -180,6 +180,8 @@ def _config(tmp_path: Path, content: bytes) -> Exception | None:
         pytest.param(b"user = true\n", id="user-bool"),  # was taken as uid 1
         pytest.param(b"group = 1.5\n", id="group-float"),
         pytest.param(b"user = [1]\n", id="user-list"),
+        pytest.param(b"idle_timeout = 1" + b"0" * 400 + b"\n", id="timeout-int-beyond-float"),
+        pytest.param(b"write-timeout = nan\n", id="timeout-nan"),  # was: timeout off
     ],
 )
 def test_config_errors_are_clean(tmp_path: Path, content: bytes) -> None:

@@ -42,6 +42,7 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -126,8 +127,10 @@ def _timeout(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond 1e308
         raise ConfigError(f"bad timeout {value!r}: expected seconds") from None
+    if math.isnan(number):  # NaN would silently turn the timeout off
+        raise ConfigError(f"bad timeout {value!r}: expected seconds")
     return number if number > 0 else None
 
 

@@ -10,7 +10,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,17 @@ class Endpoints:
 class ServerThread:
     """Run ``serve(registry, *addresses, **options)`` in its own thread and loop."""
 
-    def __init__(self, registry: Registry | None, *addresses: str, **options: Any) -> None:
+    def __init__(
+        self,
+        registry: Registry | None,
+        *addresses: str,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        **options: Any,
+    ) -> None:
         self.registry = registry
         self.addresses = addresses
         self.options = options
-        self.loop = asyncio.new_event_loop()
+        self.loop = (loop_factory or asyncio.new_event_loop)()
         self.server: Server | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None

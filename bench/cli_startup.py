@@ -11,8 +11,10 @@ stops it by pid), then measures the median wall time of:
   same work without the script), and ``python -m binrpc.cli.client`` (runpy adds its imports),
 * ``python -c "import binrpc.cli.client"``: the import cost alone,
 * ``kamcmd core.version``,
-* ``binrpc --batch`` with N ``core.version`` lines (one process, one connection) against a
-  shell loop running kamcmd N times.
+* ``binrpc --batch`` with N ``core.version`` lines (one process, one connection, pipelined)
+  against a shell loop running kamcmd N times; the batch runs as the console script (what one
+  types; falls back to ``python -m`` without it) and as ``python -m binrpc.cli.client``,
+  interleaved with ``python -c pass``.
 
 The package is byte-compiled first (``python -m compileall``): with PYTHONDONTWRITEBYTECODE set,
 nothing would be cached and every run would compile binrpc from source.
@@ -101,8 +103,10 @@ def measure(
     Returns seconds (medians): ``python``, ``binrpc_m`` (``python -m binrpc.cli.client``),
     ``binrpc_main`` (``python -c "from binrpc.cli.client import main ..."``), ``binrpc_script``
     (the console script, if found), ``import_only`` (``python -c "import binrpc.cli.client"``),
-    ``kamcmd``, ``batch`` (``binrpc --batch`` with ``batch`` calls) and ``kamcmd_loop`` (a shell
-    loop of ``batch`` kamcmd runs), plus ``batch_n``. The package is byte-compiled first.
+    ``kamcmd``, ``batch`` (``binrpc --batch`` with ``batch`` calls: the console script, else
+    ``python -m``), ``batch_m`` (the batch with ``python -m``) and ``kamcmd_loop`` (a shell loop of
+    ``batch`` kamcmd runs), plus ``batch_n``; ``<key>_over_python``: paired medians over
+    ``python -c pass``. The package is byte-compiled first.
     """
     _kamailio, kamcmd = ensure_kamailio()
     precompile(python, env)
@@ -129,7 +133,19 @@ def measure(
         fh.write("core.version\n" * batch)
         cmds = fh.name
     try:
-        out["batch"] = wall([*binrpc, "-s", sock, "--batch", cmds], max(1, runs // 5), env=env)
+        # the console script, as typed (the one-shot's "[console script]" row), and python -m
+        batches: dict[str, list[str]] = {"python": [python, "-c", "pass"]}
+        if "binrpc_script" in commands:
+            batches["batch"] = [script, "-s", sock, "--batch", cmds]
+        batches["batch_m"] = [*binrpc, "-s", sock, "--batch", cmds]
+        times = interleaved(batches, max(3, runs // 2), env)
+        for key in ("batch", "batch_m"):
+            if key in times:
+                out[key] = statistics.median(times[key])
+                out[key + "_over_python"] = statistics.median(
+                    t - p for t, p in zip(times[key], times["python"], strict=True)
+                )
+        out.setdefault("batch", out["batch_m"])
         out["kamcmd_loop"] = wall(
             [
                 "sh",
@@ -170,9 +186,17 @@ def report(m: Mapping[str, float]) -> list[str]:
         )
     lines.append(f"kamcmd core.version     {theirs * 1000:8.1f} ms")
     batch, loop = m["batch"], m["kamcmd_loop"]
-    lines.append(f"binrpc --batch ({n})    {batch * 1000:8.1f} ms")
+    for key, how in (("batch", "console script"), ("batch_m", "python -m")):
+        if key in m:
+            t = m[key]
+            over = m.get(key + "_over_python", t - py) * 1000
+            lines.append(
+                f"binrpc --batch ({n})    {t * 1000:8.1f} ms  ({loop / t:5.1f}x faster than the "
+                f"loop, {over:+.1f} ms over bare python)  [{how}]"
+            )
     lines.append(
-        f"kamcmd shell loop ({n}) {loop * 1000:8.1f} ms  (batch is {loop / batch:5.1f}x faster)"
+        f"kamcmd shell loop ({n}) {loop * 1000:8.1f} ms  (batch is {loop / batch:5.1f}x faster; "
+        f"{loop / n * 1000:.2f} ms per kamcmd run)"
     )
     return lines
 

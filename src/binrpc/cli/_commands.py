@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIASES",
+    "ALIAS_BY_NAME",
     "BUILTINS",
     "BUILTIN_DOCS",
     "COMPAT_VERSION",
@@ -68,7 +69,7 @@ ALIASES: Final[tuple[Alias, ...]] = (
     Alias("dst_blocklist_debug", "dst_blocklist.debug", "%v:%v:%v expire:%v flags: %v\n"),
 )
 
-_ALIAS_BY_NAME: Final = {a.name: a for a in ALIASES}
+ALIAS_BY_NAME: Final = {a.name: a for a in ALIASES}
 
 BUILTINS: Final[tuple[str, ...]] = ("?", "help", "version", "quit", "exit", "warranty", "license")
 
@@ -84,7 +85,7 @@ BUILTIN_DOCS: Final[dict[str, str]] = {
 
 
 def find_alias(name: str) -> Alias | None:
-    return _ALIAS_BY_NAME.get(name)
+    return ALIAS_BY_NAME.get(name)
 
 
 def alias_help(alias: Alias) -> str:

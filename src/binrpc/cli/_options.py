@@ -11,7 +11,6 @@ number (``-5``, ``-1.5``, ``-0x10``) is an argument, not an option.
 from __future__ import annotations
 
 from ._argtype import looks_numeric
-from ._render import unescape_format
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -138,6 +137,8 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
         opts.sockets.append(value)
     elif letter == "f":
         assert value is not None
+        from ._render import unescape_format  # only -f needs the renderer
+
         opts.format = unescape_format(value)
     elif letter == "R":
         opts.reply_path = value

@@ -5,7 +5,8 @@ one record at a time, so that what was rendered before a malformed record is kep
 prints it, then the parse error). Output is ``bytes``: strings are written as received.
 
 * :func:`render_default` -- one record per line, TAB indentation (spec kamcmd 3.2, including
-  the array-indent quirk);
+  the array-indent quirk); :func:`render_simple` (from ``_flat``) -- the same, fast, for
+  flat replies;
 * :class:`ReplyFormat` -- the ``-f`` language (spec 3.5): ``%v``, ``%%``, cycling, the
   empty-value tail. Deviation: kamcmd spins forever on any other ``%`` sequence (``%d``, a
   trailing ``%``); we print such a ``%`` literally;
@@ -26,6 +27,7 @@ from .._codec import (
 from .._errors import DecodeError
 from .._frozen import Frozen
 from .._values import Struct
+from ._flat import render_simple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ __all__ = [
     "packet_line",
     "render_default",
     "render_fault",
+    "render_simple",
     "to_json",
     "token_bytes",
     "unescape_format",

@@ -11,6 +11,7 @@ import os
 from .._codec import MsgType
 from .._errors import (
     E_CORRUPTED,
+    BinrpcError,
     ConnectError,
     ConnectionClosed,
     DecodeError,
@@ -20,38 +21,48 @@ from .._errors import (
     TransportError,
     TransportTimeout,
 )
+from ..client._core import Reply as _Reply
 from ..client._errors import (
     BindError,
     CookieMismatch,
     ReceiveError,
+    ReplyLost,
     ResolveError,
     SendError,
     UnexpectedPacket,
 )
 from ._argtype import TypedArgError, kamcmd_value, typed_value
+from ._commands import ALIAS_BY_NAME, BUILTIN_DOCS, BUILTINS, alias_help, find_alias, license_text
 from ._commands import ALIASES as _ALIASES
-from ._commands import BUILTIN_DOCS, BUILTINS, alias_help, find_alias, license_text
+from ._flat import render_simple
 from ._options import Options
-from ._render import (
-    Rendered,
-    ReplyFormat,
-    hexdump,
-    packet_line,
-    render_default,
-    render_fault,
-    to_json,
-)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import BinaryIO, Final
+    from typing import BinaryIO, Final, TypeAlias
 
     from .._address import Address, AddressError
     from .._values import Value
     from ..client import Client, Reply
+    from ._render import Rendered
 
-__all__ = ["EXIT_ERROR", "EXIT_FAULT", "EXIT_OK", "Quit", "Runner", "error_message"]
+    Local: TypeAlias = Callable[[], int]
+    """A command run locally (a builtin, an argument error): returns its exit status."""
+else:
+    Local = object
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAULT",
+    "EXIT_OK",
+    "Call",
+    "Local",
+    "Quit",
+    "Runner",
+    "error_message",
+]
+
+_BUILTIN_SET: Final = frozenset(BUILTINS)
 
 EXIT_OK: Final = 0
 EXIT_FAULT: Final = 1
@@ -61,6 +72,25 @@ MAX_ARGS: Final = 256
 
 class Quit(Exception):
     """``quit`` / ``exit`` was typed."""
+
+
+RPC: Final = 0  # Call kinds: print the reply (-f, --json, faults ...)
+HELP: Final = 1  # `help <method>`: system.methodHelp
+METHODS: Final = 2  # `help`: system.listMethods, then the aliases and builtins
+
+
+class Call:
+    """A command line that sends one request: what to send, and how to print its reply."""
+
+    __slots__ = ("fmt", "kind", "method", "params")
+
+    def __init__(
+        self, kind: int, method: str, params: list[Value], fmt: bytes | None = None
+    ) -> None:
+        self.kind = kind
+        self.method = method
+        self.params = params
+        self.fmt = fmt
 
 
 def _strerror(code: int | None) -> str:
@@ -90,6 +120,8 @@ def error_message(exc: BaseException, address: Address) -> str:
         return f"ERROR: send packet failed: {_strerror(exc.errno)} ({exc.errno or 0})\n"
     if isinstance(exc, ConnectionClosed):
         return "ERROR: read reply failed: Success (0)\n"
+    if isinstance(exc, ReplyLost):
+        return f"ERROR: {exc.strerror}\n"
     if isinstance(exc, ReceiveError):
         return f"ERROR: read reply failed: {_strerror(exc.errno)} ({exc.errno or 0})\n"
     if isinstance(exc, CookieMismatch):
@@ -146,6 +178,7 @@ class Runner:
         self.methods: list[str] | None = None
         self.address = str(client.address)
         self._line_start = True
+        self._plain = not opts.json and not opts.verbose  # default rendering, nothing else
 
     # -- output ------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -180,47 +213,102 @@ class Runner:
         Raises:
             Quit: ``quit`` or ``exit``.
         """
+        job = self.plan(words, interactive=interactive)
+        if isinstance(job, Call):
+            return self.show(job, self.execute(job))
+        return job()
+
+    def plan(self, words: list[str], *, interactive: bool = False) -> Call | Local:
+        """What a command line does, without doing it (no I/O): a :class:`Call` to send, or a
+        local action (a builtin, an argument error) returning the exit status.
+
+        Raises:
+            Quit: ``quit`` or ``exit``.
+        """
         name, args = words[0], words[1:]
         fmt = self.opts.format
-        alias = find_alias(name)
+        alias = ALIAS_BY_NAME.get(name)
         if alias is not None:
             name = alias.method
             if fmt is None and alias.format is not None:
                 fmt = alias.format.encode()
-        if name in BUILTINS:
-            return self.builtin(name, args)
+        if name in _BUILTIN_SET:
+            return self._plan_builtin(name, args)
         if len(args) > MAX_ARGS:
             if interactive:
-                self.write(
-                    b"ERROR: too many arguments (%d), no more than %d allowed\n"
-                    % (len(args), MAX_ARGS)
+                text = b"ERROR: too many arguments (%d), no more than %d allowed\n" % (
+                    len(args),
+                    MAX_ARGS,
                 )
-                return EXIT_ERROR
-            self.err(f"ERROR: too many args {len(args)}, only {MAX_ARGS} allowed\n")
-            return EXIT_ERROR
+                return lambda: self._fail_out(text)
+            return self.failing(f"ERROR: too many args {len(args)}, only {MAX_ARGS} allowed\n")
+        if not args:
+            return Call(RPC, name, [], fmt)
+        if self.opts.typed:
+            try:
+                params = [typed_value(w) for w in args]
+            except TypedArgError as exc:
+                return self.failing(f"ERROR: bad typed argument {exc}\n")
+        else:
+            params = [kamcmd_value(w) for w in args]
+        return Call(RPC, name, params, fmt)
+
+    def execute(self, call: Call) -> Reply | BinrpcError:
+        """Send one call and wait for its reply (or the error that stands for it)."""
         try:
-            params = self.params(args)
-        except TypedArgError as exc:
-            self.err(f"ERROR: bad typed argument {exc}\n")
-            return EXIT_ERROR
-        return self.rpc(name, params, fmt)
+            return self._request(call.method, call.params)
+        except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:
+            return exc
+
+    def show(self, call: Call, result: Reply | BinrpcError) -> int:
+        """Print the reply to ``call`` (or its error) as kamcmd does; return the exit status."""
+        if call.kind == RPC:
+            return self.show_rpc(result, call.fmt)
+        if call.kind == HELP:
+            return self._show_help(result, call.params[0])  # type: ignore[arg-type]
+        return self._show_methods(result)
+
+    def failing(self, message: str) -> Local:
+        """A local job printing ``message`` on stderr (status 255)."""
+        return lambda: self._fail(message)
+
+    def _fail(self, message: str) -> int:
+        self.err(message)
+        return EXIT_ERROR
+
+    def _fail_out(self, text: bytes) -> int:
+        self.write(text)
+        return EXIT_ERROR
 
     def _request(self, method: str, params: list[Value]) -> Reply:
         trace = None
         if self.opts.verbose >= 3:
+            from ._render import hexdump
 
             def trace(chunk: bytes, offset: int) -> None:
                 self.write(hexdump(chunk, offset))
 
         return self.client.request(method, params, trace=trace)
 
-    def rpc(self, method: str, params: list[Value], fmt: bytes | None) -> int:
-        try:
-            reply = self._request(method, params)
-        except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:
-            self.err(error_message(exc, self.client.address))
+    def show_rpc(self, reply: Reply | BinrpcError, fmt: bytes | None) -> int:
+        """Print a method's reply (or error) through ``fmt`` or the default rendering."""
+        if (
+            fmt is None
+            and type(reply) is _Reply
+            and reply.type == MsgType.REPLY
+            and self._plain
+            and (fast := render_simple(reply.body)) is not None
+        ):
+            self.write(fast)  # the common case, first
+            return EXIT_OK
+        if isinstance(reply, BinrpcError):
+            self.err(error_message(reply, self.client.address))
             return EXIT_ERROR
-        if self.opts.verbose >= 2:
+        # the renderer is loaded when a reply needs it (start-up of one-shot calls)
+        from ._render import ReplyFormat, packet_line, render_default, render_fault
+
+        verbose = self.opts.verbose
+        if verbose >= 2:
             self.write(packet_line(reply.type, len(reply.body), reply.cookie))
         if self.opts.json:
             status = self._print_json(reply)
@@ -231,8 +319,13 @@ class Runner:
         elif fmt is not None:
             status = self._print(ReplyFormat(fmt).render(reply.body), formatted=True)
         else:
-            status = self._print(render_default(reply.body), formatted=False)
-        if self.opts.verbose >= 1:
+            fast = render_simple(reply.body)
+            if fast is not None:
+                self.write(fast)
+                status = EXIT_OK
+            else:
+                status = self._print(render_default(reply.body), formatted=False)
+        if verbose >= 1:
             self.write(b".\n")
         return status
 
@@ -252,6 +345,8 @@ class Runner:
                 doc: dict[str, object] = {"error": {"code": fault.code, "message": fault.message}}
                 status = self._fault_status()
             else:
+                from ._render import to_json
+
                 doc = {"result": [to_json(v) for v in reply.values()]}
                 status = EXIT_OK
         except DecodeError as exc:
@@ -266,55 +361,62 @@ class Runner:
         return status
 
     # -- builtins ----------------------------------------------------------------------------
-    def builtin(self, name: str, args: list[str]) -> int:
+    def _plan_builtin(self, name: str, args: list[str]) -> Call | Local:
         if name in ("quit", "exit"):
             raise Quit
         if name in ("warranty", "license"):
-            self.write(license_text().encode())
-            return EXIT_OK
+            return lambda: self._write_ok(license_text().encode())
         if name == "version":  # unreachable: shadowed by the alias, as in kamcmd
             from ._commands import version_text
 
-            self.write(version_text().encode())
-            return EXIT_OK
+            return lambda: self._write_ok(version_text().encode())
         # help / ?
         try:
             params = self.params(args)
         except TypedArgError as exc:
-            self.err(f"ERROR: bad typed argument {exc}\n")
-            return EXIT_ERROR
+            return self.failing(f"ERROR: bad typed argument {exc}\n")
         if not params or not isinstance(params[0], str):
-            return self.list_commands()
+            if self.methods is not None:
+                return self.list_commands
+            return Call(METHODS, "system.listMethods", [])
         topic = params[0]
         alias = find_alias(topic)
         if alias is not None:
-            self.write(alias_help(alias).encode())
-            return EXIT_OK
+            return lambda: self._write_ok(alias_help(alias).encode())
         if topic in BUILTINS:
-            self.write(f"builtin command: {BUILTIN_DOCS[topic]}\n".encode())
-            return EXIT_OK
-        try:
-            reply = self._request("system.methodHelp", params)
-        except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:
-            self.err(error_message(exc, self.client.address))
+            return lambda: self._write_ok(f"builtin command: {BUILTIN_DOCS[topic]}\n".encode())
+        return Call(HELP, "system.methodHelp", params)  # params[0] is the topic
+
+    def _write_ok(self, data: bytes) -> int:
+        self.write(data)
+        return EXIT_OK
+
+    def _show_help(self, reply: Reply | BinrpcError, topic: str) -> int:
+        if isinstance(reply, BinrpcError):
+            self.err(error_message(reply, self.client.address))
             self.write(f"error: no such command {topic}\n".encode("utf-8", "surrogateescape"))
             return EXIT_OK
         if self.opts.json:
             return self._print_json(reply)
+        from ._render import render_default, render_fault
+
         if reply.type == MsgType.FAULT:
             status = self._print(render_fault(reply.body), formatted=True)
             return status if status != EXIT_OK else self._fault_status()
         return self._print(render_default(reply.body), formatted=False)
 
-    def fetch_methods(self) -> list[str] | None:
-        """``system.listMethods`` (strings only), cached; None on a transport error."""
-        if self.methods is not None:
-            return self.methods
-        try:
-            reply = self.client.request("system.listMethods", ())
-        except (TransportError, RemoteProtocolError):
+    def _show_methods(self, reply: Reply | BinrpcError) -> int:
+        if self._methods_from(reply) is None:
+            return EXIT_ERROR
+        return self.list_commands()
+
+    def _methods_from(self, reply: Reply | BinrpcError) -> list[str] | None:
+        """Cache the method list of a ``system.listMethods`` reply; None for an error."""
+        if isinstance(reply, BinrpcError):
             return None
         if reply.type == MsgType.FAULT:
+            from ._render import render_fault
+
             self.write(render_fault(reply.body).out)
             self.methods = []
             return self.methods
@@ -324,6 +426,16 @@ class Runner:
             return None
         self.methods = [v for v in values if isinstance(v, str)]
         return self.methods
+
+    def fetch_methods(self) -> list[str] | None:
+        """``system.listMethods`` (strings only), cached; None on a transport error."""
+        if self.methods is not None:
+            return self.methods
+        try:
+            reply = self.client.request("system.listMethods", ())
+        except (TransportError, RemoteProtocolError):
+            return None
+        return self._methods_from(reply)
 
     def list_commands(self) -> int:
         methods = self.fetch_methods()

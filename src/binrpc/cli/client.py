@@ -94,27 +94,6 @@ def _batch_lines(source: str) -> list[str]:
         return fh.read().splitlines()
 
 
-def _batch(runner: Runner, lines: list[str]) -> int:
-    """Every command of the batch, in order, on the runner's single connection."""
-    import shlex
-
-    statuses: list[int] = []
-    for lineno, line in enumerate(lines, 1):
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as exc:
-            runner.err(f"ERROR: line {lineno}: {exc}\n")
-            statuses.append(EXIT_ERROR)
-            continue
-        if not words:
-            continue
-        try:
-            statuses.append(runner.run(words))
-        except Quit:
-            break
-    return _worst(statuses)
-
-
 def _run_nodes(opts: Options, job: Callable[[Runner], int]) -> int:
     """The same job on every ``-s`` node concurrently (threads); output grouped per node, in
     the order of the options, every line prefixed with ``[address] ``."""
@@ -186,14 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             _stderr(f"ERROR: cannot read {opts.batch}: {exc.strerror}\n")
             return EXIT_ERROR
-        if words:
-            import shlex
-
-            lines.insert(0, shlex.join(words))
 
     def job(runner: Runner) -> int:
         if lines is not None:
-            return _batch(runner, lines)
+            from ._batch import run_batch
+
+            return run_batch(runner, lines, words)
         return _one_shot(runner, words)
 
     if len(opts.sockets) > 1 and (words or lines is not None):

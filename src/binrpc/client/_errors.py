@@ -9,7 +9,9 @@ command above all) tell *which* step failed, to print kamcmd's exact messages::
      └── BindError           the unixd reply socket could not be bound (.path)
     TransportError
      ├── SendError           writing the request failed
-     └── ReceiveError        reading the reply failed (ICMP "connection refused" on UDP ...)
+     ├── ReceiveError        reading the reply failed (ICMP "connection refused" on UDP ...)
+     └── ReplyLost           pipelined: the connection was dropped because of an invalid
+                             reply to an earlier request, before this one was answered
     RemoteProtocolError
      ├── CookieMismatch      the reply carries another cookie        (.sent, .received)
      └── UnexpectedPacket    the reply is a request packet           (.type)
@@ -34,6 +36,7 @@ __all__ = [
     "BindError",
     "CookieMismatch",
     "ReceiveError",
+    "ReplyLost",
     "ResolveError",
     "SendError",
     "UnexpectedPacket",
@@ -64,6 +67,21 @@ class SendError(TransportError):
 
 class ReceiveError(TransportError):
     """Reading the reply failed (other than a clean close or a timeout)."""
+
+
+class ReplyLost(TransportError):
+    """A pipelined request that was sent (so it may have been executed) but whose reply will
+    never come: the connection was closed because the reply to an earlier request was invalid
+    (a :class:`~binrpc.RemoteProtocolError`). Transport failures (a close, a timeout ...) are
+    reported to every such request as themselves instead."""
+
+    def __init__(self, address: str, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(
+            0,
+            f"no reply: the connection to {address} was dropped after an invalid reply to an "
+            f"earlier request ({cause})",
+        )
 
 
 class CookieMismatch(RemoteProtocolError):

@@ -33,11 +33,12 @@ from ._errors import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from types import TracebackType
     from typing import TypeAlias
 
     from .._address import Address
+    from .._errors import BinrpcError
     from .._values import Value
 
     TraceHook: TypeAlias = Callable[[bytes, int], None]
@@ -49,7 +50,6 @@ else:
 
 __all__ = ["Client", "TraceHook", "open_socket", "reply_socket_name"]
 
-_STREAM_READ_SIZE = 1 << 16
 _DEFAULT_TIMEOUTS = Timeouts()
 
 
@@ -232,7 +232,8 @@ class Client:
         self._sock: _socket.socket | None = None
         self._unlink: str | None = None
         self._assembler = ReplyAssembler(max_reply_size)
-        self._buf = bytearray(DGRAM_RECV_SIZE if not self.address.is_stream else _STREAM_READ_SIZE)
+        # datagrams are received whole here; streams straight into the reply reader
+        self._buf = bytearray(0 if self.address.is_stream else DGRAM_RECV_SIZE)
         self._cookie: int | None = None
         self._used = False
 
@@ -341,6 +342,44 @@ class Client:
         self._send(packet)
         return self._receive(cookie, trace)
 
+    def pipeline(
+        self,
+        requests: Iterable[tuple[str, Sequence[Value]]],
+        *,
+        window: int = 64,
+        on_wait: Callable[[], object] | None = None,
+    ) -> Iterator[Reply | BinrpcError]:
+        """Send ``(method, params)`` requests ahead of their replies on this connection and
+        yield, strictly in the order of ``requests``, each one's raw :class:`Reply` (faults
+        included, not raised) or the error that stands for it.
+
+        Up to ``window`` requests are in flight (fewer while replies are big: about 64 KiB of
+        replies; 4 at most on unix datagram sockets); replies are matched by cookie, whatever
+        order they come in. ``requests`` is consumed lazily, at most two windows ahead of what
+        has been yielded. Nothing is raised for a single request: it yields
+
+        * ``LocalProtocolError`` for parameters binrpc cannot carry (nothing sent);
+        * a ``TransportError`` (``ConnectError``, ``ConnectionClosed``, ``TransportTimeout``,
+          ``SendError``, ``ReceiveError`` ...) or ``RemoteProtocolError`` when the connection
+          failed before its reply came. Every request in flight on a failed connection gets
+          the transport error (an invalid reply: the oldest gets it, the others
+          :class:`~binrpc.client.ReplyLost`); a request is never sent twice once it may have
+          reached the server; the requests not yet sent go on a new connection.
+
+        Stopping the iteration early (``break``, an exception) closes a stream connection that
+        still has replies to come. ``on_wait`` is called each time the pipeline is about to
+        wait for the server (``binrpc --batch`` flushes its output there).
+
+        Example::
+
+            with Client(address) as c:
+                for reply in c.pipeline(("core.echo", [i]) for i in range(1000)):
+                    print(reply.result() if isinstance(reply, Reply) else reply)
+        """
+        from ._pipeline import Pipeline  # start-up time of one-shot calls
+
+        return Pipeline(self, requests, window, on_wait).results()
+
     # -- internals ---------------------------------------------------------------------------
     def _stream_is_dead(self, sock: _socket.socket) -> bool:
         """A reused stream connection that the server closed (or that holds stray bytes)."""
@@ -407,32 +446,38 @@ class Client:
         assembler.expect(cookie)
         deadline = _deadline(self.timeouts.read)
         got = 0
-        buf = self._buf
+        address = self.address
         try:
             while True:
                 reply = assembler.next_reply()
                 if reply is not None:
                     return reply
                 sock.settimeout(_remaining(deadline))
+                # streams are read straight into the reply reader's buffer (a big body: into
+                # the very bytes object that becomes Reply.body); datagrams whole, then copied
+                buf = assembler.buffer() if stream else self._buf
                 try:
                     n = sock.recv_into(buf)
                 except TimeoutError:
                     raise timeout_error(
-                        "waiting for the reply from", str(self.address), self.timeouts.read
+                        "waiting for the reply from", str(address), self.timeouts.read
                     ) from None
                 except InterruptedError:  # pragma: no cover - PEP 475 retries already
                     continue
                 except OSError as exc:
                     raise os_error(
-                        ReceiveError, "cannot read the reply from", str(self.address), exc
+                        ReceiveError, "cannot read the reply from", str(address), exc
                     ) from exc
                 if n == 0 and stream:
-                    raise closed_error(str(self.address), got)
-                chunk = bytes(buf[:n])
+                    raise closed_error(str(address), got)
                 if trace is not None:
-                    trace(chunk, got)
+                    trace(bytes(buf[:n]), got)
                 got += n
-                assembler.feed(chunk)
+                if stream:
+                    del buf  # no view may outlive the read (see ReplyReader.buffer)
+                    assembler.advance(n)
+                else:
+                    assembler.feed(memoryview(buf)[:n])
         except BaseException as exc:
             assembler.abandon(cookie)
             if stream or not isinstance(exc, TransportError) or isinstance(exc, ConnectionClosed):

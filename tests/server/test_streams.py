@@ -468,3 +468,13 @@ def test_binrpcd_auto_without_uvloop_runs_on_asyncio(workdir: str) -> None:
     assert rc == 0 and "binrpcd: event loop asyncio" in err, err
     rc, err = _daemon(["--loop", "uvloop", "--binrpc", f"tcp:127.0.0.1:{free_port()}"], env)
     assert rc == 1 and "uvloop is not installed" in err
+
+
+def test_replies_before_an_oversized_packet_are_sent(endpoints: Endpoints) -> None:
+    ep = endpoints
+    with ServerThread(None, ep.unixs, max_request_size=1024), RawClient(ep.unixs) as c:
+        huge = encode_request("core.echo", ["x" * 2000], 2)
+        c.send(encode_request("core.echo", ["before"], 1) + huge[:100])
+        p = c.recv_packet()
+        assert p is not None and p.cookie == 1 and decode_values(p.body) == ["before"]
+        assert c.closed_by_server()

@@ -167,7 +167,10 @@ class StreamConnection(asyncio.Protocol):
                 try:
                     packet = framer.next_packet()
                 except PacketTooLarge:
-                    # ctl: "buffer overrun", close without a reply (and we never buffer it)
+                    # ctl: "buffer overrun", close without a reply (and we never buffer it);
+                    # the replies to the packets before it go out first, as in ctl
+                    self._corked = False
+                    self._flush()
                     self._abort()
                     return
                 except DecodeError:

@@ -960,7 +960,9 @@ class BinrpcContext(RpcContext):
             log.debug("%s: send after the reply was sent (ignored)", self.method)
             return -1
         self._replied = True
-        chunks: list[Buffer] | None = None if self._chunk_sink is None else []
+        # chunks only where nothing caps the packet's size (a datagram checks the whole)
+        chunked = self._chunk_sink is not None and self.max_reply_size is None
+        chunks: list[Buffer] | None = [] if chunked else None
         body = _encode_parts(self._parts, bytearray(), chunks)
         if chunks:  # a large value: the header and buffers, the value's bytes not copied
             chunks.append(body)

@@ -478,3 +478,20 @@ def test_replies_before_an_oversized_packet_are_sent(endpoints: Endpoints) -> No
         p = c.recv_packet()
         assert p is not None and p.cookie == 1 and decode_values(p.body) == ["before"]
         assert c.closed_by_server()
+
+
+def test_chunk_sink_with_a_size_cap_gets_the_fault() -> None:
+    limits = RpcLimits(max_body_size=4096 * KiB)
+    packet = parse_packet(encode_request("t.bytes", [100 * KiB], 9))
+    assert packet is not None
+    name, reader = parse_request(packet.body)
+    plain: list[bytes] = []
+    chunks: list[list[Buffer]] = []
+    ctx = BinrpcContext(
+        reader, 9, plain.append, limits, max_reply_size=65535, chunk_sink=chunks.append
+    )
+    m = stream_registry().get(name)
+    assert m is not None and call_method(m, ctx) is None
+    assert chunks == [] and len(plain) == 1
+    kind, _, (code, text) = decode_reply(plain[0])
+    assert (kind, code) == ("fault", 500) and "too big for a datagram" in text

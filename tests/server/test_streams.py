@@ -349,7 +349,7 @@ def test_scan_at_the_end_inside_a_struct_left_open_is_more_data() -> None:
 
 
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = pytest.importorskip("uvloop", exc_type=ImportError)
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
 

@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from binrpc._address import parse_address
 from binrpc.cli.daemon import build_parser, options_from
 from binrpc.server import ListenerError, ServerOptions, serve
+from tests.server.helpers import binrpcd_command
 
 from .conftest import Peer, ServerThread, free_port
 
@@ -253,7 +253,7 @@ def test_options_normalise_fifo() -> None:
 class Daemon:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "binrpc.cli.daemon", *args],
+            binrpcd_command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

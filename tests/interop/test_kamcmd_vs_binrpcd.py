@@ -12,13 +12,14 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
+from tests.server.helpers import binrpcd_command
 
 from .kamailio import free_ports, run_kamcmd
 
@@ -44,7 +45,7 @@ def binrpcd() -> Iterator[Binrpcd]:
     }
     args = [x for a in addrs.values() for x in ("--binrpc", a)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "binrpc.cli.daemon", *args],
+        binrpcd_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

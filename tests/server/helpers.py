@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,20 @@ from binrpc._codec import MsgType
 from binrpc._errors import DecodeError
 from binrpc._rpc import BinrpcContext, Registry, RpcLimits, call_method
 from binrpc._values import Double
+
+BINRPCD_LOOP = os.environ.get("BINRPC_TEST_LOOP", "asyncio")
+"""The event loop of the binrpcd subprocesses the tests start (``--loop``) when their arguments
+do not choose one: asyncio by default, what CI has (it installs ``.[dev]``, without uvloop),
+so that a local run with uvloop installed tests the same path. ``BINRPC_TEST_LOOP=uvloop``
+(or ``auto``) runs them on another loop."""
+
+
+def binrpcd_command(*args: str) -> list[str]:
+    """The command line of a binrpcd subprocess: ``--loop BINRPCD_LOOP`` unless ``args``
+    has a ``--loop``."""
+    loop = [] if "--loop" in args or not BINRPCD_LOOP else ["--loop", BINRPCD_LOOP]
+    return [sys.executable, "-m", "binrpc.cli.daemon", *loop, *args]
+
 
 VECTORS = Path(os.environ.get("BINRPC_VECTORS", "/work/shared/vectors/kamailio-5.6.3.jsonl"))
 

@@ -6,7 +6,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from binrpc import encode_request
 from binrpc.cli.daemon import ConfigError, build_parser, options_from
 
 from .conftest import RawClient, free_port
+from .helpers import binrpcd_command
 
 MODULE = textwrap.dedent(
     '''
@@ -47,7 +47,7 @@ class Daemon:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "binrpc.cli.daemon", *args],
+            binrpcd_command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},

@@ -104,9 +104,12 @@ def test_cookie_mismatch_fails_the_oldest_and_loses_the_others(proto: str) -> No
     assert kinds[20] == "CookieMismatch"
     err = results[20]
     assert isinstance(err, CookieMismatch) and err.received == err.sent ^ 0xFF
+    # the requests in flight behind the bad reply are lost (how many were sent by then
+    # depends on scheduling: none on a loaded machine), the rest go on a new connection
     lost = kinds.index("Reply", 21) - 21
-    assert lost >= 1 and kinds[21 : 21 + lost] == ["ReplyLost"] * lost
-    assert isinstance(results[21], ReplyLost) and "invalid reply" in str(results[21])
+    assert kinds[21 : 21 + lost] == ["ReplyLost"] * lost
+    if lost:
+        assert isinstance(results[21], ReplyLost) and "invalid reply" in str(results[21])
     assert _values(results[21 + lost :]) == [[i] for i in range(21 + lost, 200)]
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "encode_values",
     "header_fields",
     "int_record",
+    "saturated_double_record",
     "parse_header",
     "parse_packet",
     "parse_request",
@@ -332,6 +333,31 @@ def _milli(value: float | int) -> int:
     if not -(1 << 63) <= milli < (1 << 63):
         raise LocalProtocolError(f"{value!r} is out of the binrpc DOUBLE range (|x| < 9.2e15)")
     return milli
+
+
+def saturated_double_record(value: float | int) -> bytes:
+    """A DOUBLE record for ``value`` that never fails: beyond the DOUBLE range (|x| >= 2**63
+    milli-units, inf included) it is clamped to the nearest end, NaN is 0.
+
+    ctl's ``add("f")`` is ``(long long)(f * 1000)``, undefined in C for these values: AArch64
+    saturates like this (NaN -> 0), x86-64 gives INT64_MIN for all of them (so +inf became
+    the most negative DOUBLE). The server's ``add`` uses this when :func:`encode_values`
+    refuses the value; :func:`encode_values` itself still raises for them.
+    """
+    if isinstance(value, int):
+        milli = value * 1000
+    elif value != value:  # NaN
+        milli = 0
+    elif math.isinf(value):
+        milli = (1 << 63) if value > 0 else -(1 << 63)
+    else:
+        milli = int(value * 1000.0)
+    milli = max(-(1 << 63), min(milli, (1 << 63) - 1))
+    u = milli & (_U64 - 1)
+    if u == 0:
+        return _BYTE[T_DOUBLE]
+    n = (u.bit_length() + 7) >> 3
+    return _BYTE[(n << 4) | T_DOUBLE] + u.to_bytes(n, "big")
 
 
 def _put_double(out: bytearray, value: float | int) -> None:

@@ -68,6 +68,7 @@ from ._codec import (
     encode_values,
     int_record,
     record_head,
+    saturated_double_record,
     str_record,
 )
 from ._errors import (
@@ -529,12 +530,21 @@ def _encode_scalar(ch: str, value: Any) -> bytes | _Blob:
         if type(value) is not int:
             value = int(value)
         return int_record(_wrap_int(value))
-    if ch == "f":
-        return encode_values((value if isinstance(value, Double) else float(value),))
-    if ch in "ljLJ":
+    if ch in _FMT_DOUBLE:
+        wire: Any
         if isinstance(value, Double):
-            return encode_values((value,))
-        return encode_values((Double(int(value)),))
+            wire, number = value, value.value
+        elif ch == "f":
+            wire = number = float(value)
+        else:
+            number = int(value)
+            wire = Double(number)
+        try:
+            return encode_values((wire,))
+        except LocalProtocolError:
+            # NaN, inf or beyond the DOUBLE range: ctl's add never fails (see
+            # saturated_double_record: clamped, NaN is 0)
+            return saturated_double_record(number)
     if ch == "y":
         return _sized(T_BYTES, value if type(value) is bytes else bytes(value))
     raise ValueError(ch)
@@ -782,7 +792,10 @@ class BinrpcContext(RpcContext):
                 return self._read("S", auto)
             if kind == "float":
                 if reader.peek_type() == T_INT:  # like Kamailio HEAD: an INT is fine
-                    return float(reader.next_token()[2])  # type: ignore[arg-type]
+                    try:
+                        return float(reader.next_token()[2])  # type: ignore[arg-type]
+                    except DecodeError as exc:
+                        raise _ScanError(exc.code, "double") from None
                 return self._read("f", auto)
             rtype = reader.peek_type()
             if kind == "bytes":

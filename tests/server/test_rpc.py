@@ -592,3 +592,44 @@ def test_async_context_handler() -> None:
         ctx.add("s", "late")
 
     assert build(handler) == ("reply", ["late"])
+
+
+# ------------------------------------------------------------------------------------------
+# add() of doubles outside the DOUBLE range never fails (bug 5): clamped, NaN is 0
+
+DOUBLE_MAX = 9223372036854775.807
+DOUBLE_MIN = -9223372036854775.808
+
+
+def test_add_double_clamps_nan_inf_and_huge() -> None:
+    reg = Registry()
+    values: list[tuple[str, Any]] = [
+        ("f", float("nan")),
+        ("f", float("inf")),
+        ("f", float("-inf")),
+        ("f", 1e300),
+        ("f", -1e300),
+        ("f", 1.5),
+        ("f", Double(1 << 70)),
+        ("l", 1 << 70),
+        ("J", -(1 << 70)),
+        ("l", 7),
+    ]
+
+    def adder(ctx: RpcContext) -> None:
+        for fmt, value in values:
+            ctx.add(fmt, value)
+
+    reg.register("t.doubles", adder, context=True)
+
+    @reg.rpc("t.inf")
+    def inf() -> list[float]:
+        return [float("inf"), float("nan"), 2.25]
+
+    assert one(reg, "t.doubles") == (
+        "reply",
+        [0.0, DOUBLE_MAX, DOUBLE_MIN, DOUBLE_MAX, DOUBLE_MIN, 1.5, DOUBLE_MAX, DOUBLE_MAX,
+         DOUBLE_MIN, 7.0],
+    )  # fmt: skip
+    kind, payload = one(reg, "t.inf")
+    assert kind == "reply" and list(payload[0].values()) == [DOUBLE_MAX, 0.0, 2.25]

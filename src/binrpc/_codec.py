@@ -68,11 +68,11 @@ __all__ = [
     "encode_values",
     "header_fields",
     "int_record",
-    "saturated_double_record",
     "parse_header",
     "parse_packet",
     "parse_request",
     "record_head",
+    "saturated_double_record",
     "str_record",
 ]
 
@@ -346,7 +346,7 @@ def saturated_double_record(value: float | int) -> bytes:
     """
     if isinstance(value, int):
         milli = value * 1000
-    elif value != value:  # NaN
+    elif math.isnan(value):
         milli = 0
     elif math.isinf(value):
         milli = (1 << 63) if value > 0 else -(1 << 63)

@@ -1363,12 +1363,20 @@ def _internal_error(ctx: RpcContext, exc: BaseException) -> None:
 _NOT_AWAITABLE: Final = frozenset((type(None), bool, int, float, str, bytes, list, tuple, dict))
 
 
-def call_method(method: Method, ctx: RpcContext) -> Awaitable[None] | None:
+CALL_TIMED_OUT: Final = "call timed out"
+"""The text of fault 500 for an async handler cancelled by ``call_timeout``."""
+
+
+def call_method(
+    method: Method, ctx: RpcContext, timeout: float | None = None
+) -> Awaitable[None] | None:
     """Run ``method`` for the request in ``ctx``.
 
     A synchronous handler runs to completion here and its reply (or fault) has gone to the
     context's sink when this returns None. For an asynchronous handler the coroutine that
-    finishes the job is returned; the caller schedules it (and must await it).
+    finishes the job is returned; the caller schedules it (and must await it). ``timeout``
+    (seconds) bounds an asynchronous handler: when it expires the handler is cancelled and
+    the reply is fault 500 ``call timed out``. A synchronous handler cannot be interrupted.
     """
     try:
         result = method.func(ctx) if method.context else method.func(*method.read_args(ctx))
@@ -1376,6 +1384,8 @@ def call_method(method: Method, ctx: RpcContext) -> Awaitable[None] | None:
         # awaitable (a lambda, an object with an async __call__): checked unless the result
         # is a plain value (inspect.isawaitable costs 0.2-0.4 us per call)
         if method.is_async or (type(result) not in _NOT_AWAITABLE and inspect.isawaitable(result)):
+            if timeout is not None:
+                return _finish_async_timeout(result, ctx, not method.context, timeout)
             return _finish_async(result, ctx, not method.context)
         if not method.context:
             ctx.reply_value(result)
@@ -1394,6 +1404,30 @@ async def _finish_async(awaitable: Awaitable[Any], ctx: RpcContext, pythonic: bo
             ctx.reply_value(result)
     except Fault as fault:
         ctx.fault(fault.code, "%s", fault.message)
+    except Exception as exc:
+        _internal_error(ctx, exc)
+    ctx.finish()
+
+
+async def _finish_async_timeout(
+    awaitable: Awaitable[Any], ctx: RpcContext, pythonic: bool, timeout: float
+) -> None:
+    import asyncio  # loaded by then (the client does not import asyncio)
+
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            result = await awaitable
+        if pythonic:
+            ctx.reply_value(result)
+    except Fault as fault:
+        ctx.fault(fault.code, "%s", fault.message)
+    except TimeoutError as exc:
+        if deadline.expired():
+            log.warning("%s: %s after %g s", ctx.method, CALL_TIMED_OUT, timeout)
+            ctx.fault(500, CALL_TIMED_OUT)
+        else:  # the handler's own
+            _internal_error(ctx, exc)
     except Exception as exc:
         _internal_error(ctx, exc)
     ctx.finish()

@@ -18,14 +18,12 @@ import socket
 import threading
 import time
 import tracemalloc
-from typing import Any
 
 import pytest
 
 from binrpc import Fault, encode_request
 from binrpc._codec import MsgType
 from binrpc._rpc import Registry
-from binrpc.server import ServerOptions
 
 from .conftest import (
     STREAMS,
@@ -239,14 +237,11 @@ def test_trickling_client_is_kept_and_blocks_nobody(
                 worker.join()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing feature: idle_timeout only measures silence and there is no deadline to "
-    "complete a request, so max_connections tricklers (1 byte / 0.4 s) lock everybody out",
-)
 def test_tricklers_cannot_hold_every_slot(endpoints: Endpoints) -> None:
     ep = endpoints
-    with ServerThread(None, ep.unixs, ep.tcp, max_connections=4, idle_timeout=1.0):
+    with ServerThread(
+        None, ep.unixs, ep.tcp, max_connections=4, idle_timeout=1.0, request_timeout=1.0
+    ):
         stop = threading.Event()
         socks = [connect(ep.tcp) for _ in range(4)]
         workers = [
@@ -322,12 +317,6 @@ def test_non_reader_is_closed_after_write_timeout(endpoints: Endpoints, transpor
         _healthy(ep, (transport,))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: StreamConnection.data_received dispatches every pipelined request of a read "
-    "even after pause_writing: 64 x 1 MiB replies pile up in the transport (no limit on "
-    "replies buffered per connection)",
-)
 def test_pipelined_non_reader_memory_is_bounded(endpoints: Endpoints) -> None:
     ep = endpoints
     with ServerThread(
@@ -394,31 +383,18 @@ def test_hanging_handlers_block_nobody_and_shutdown_still_ends(endpoints: Endpoi
                 c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing feature: no per-call timeout in ServerOptions (e.g. call_timeout): a hung "
-    "async handler never answers (it should get a fault, e.g. 500 'call timed out')",
-)
 def test_per_call_timeout_gives_a_fault(endpoints: Endpoints) -> None:
     ep = endpoints
-    options: dict[str, Any] = {}
-    if "call_timeout" in ServerOptions.field_names():
-        options["call_timeout"] = 0.5
     with (
-        ServerThread(hostile_registry(), ep.unixs, shutdown_timeout=0.2, **options),
+        ServerThread(hostile_registry(), ep.unixs, shutdown_timeout=0.2, call_timeout=0.5),
         RawClient(ep.unixs) as c,
     ):
         c.send(encode_request("t.hang", [], 5))
         p = c.recv_packet(2.0)
         assert p is not None, "no answer from a hung handler"
-        assert p.type == MsgType.FAULT and fault_of(p)[0] == 500
+        assert p.type == MsgType.FAULT and fault_of(p) == (500, "call timed out")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: no limit on in-flight requests per stream: each pipelined request to a slow "
-    "async handler becomes a Task and a queued reply slot, without bound",
-)
 def test_in_flight_requests_per_connection_are_bounded(endpoints: Endpoints) -> None:
     ep = endpoints
     release = threading.Event()

@@ -8,6 +8,12 @@ Replies on one connection leave in request order. The replies of one ``data_rece
 are gathered and written with one ``transport.write`` at its end (64 pipelined requests: one
 send() instead of 64). Only a request behind an unfinished async one needs a reply slot in
 the connection's queue; the others reply straight into the gathered output.
+
+What one connection can make the server hold is bounded: the requests of a read are run
+until the transport asks to pause writing (a large reply, or gathered replies beyond
+``_OUT_LIMIT``, are written at once so that it can), or until ``max_pending_per_connection``
+requests are in progress or queued; then reading stops and the rest stays in the framer
+(and the socket) until the replies drain.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ def dispatch(
         max_reply_size=max_reply_size,
         chunk_sink=chunk_sink,
     )
-    return call_method(method, ctx), ctx, False
+    return call_method(method, ctx, server.options.call_timeout), ctx, False
 
 
 class _Slot:
@@ -98,6 +104,12 @@ _JOIN_LIMIT: Final = 64 * 1024
 """Gathered replies up to this size are joined into one write; a bigger buffer (the payload of
 a large reply) is written as it is, without a copy."""
 
+_OUT_LIMIT: Final = 256 * 1024
+"""Gathered replies beyond this size (checked every ``_OUT_CHECK`` requests of a read) are
+written at once instead of at the end of the read, so that a client that does not read
+pauses the dispatch loop (pause_writing) instead of making it build every reply."""
+_OUT_CHECK: Final = 64
+
 
 class StreamConnection(asyncio.Protocol):
     """One accepted TCP or unix stream connection."""
@@ -113,6 +125,13 @@ class StreamConnection(asyncio.Protocol):
         # replies due, in order, not yet given to the transport (see _flush)
         self._out: list[Buffer] = []
         self._corked = False  # inside data_received: _flush gathers, writes at the end
+        self._write_paused = False  # the transport asked us to pause writing
+        self._stalled = False  # requests left in the framer: write paused or too many pending
+        self._read_paused = False  # we called transport.pause_reading
+        self._resume_handle: asyncio.Handle | None = None
+        self._max_pending = server.options.max_pending_per_connection
+        self._request_timeout = server.options.request_timeout
+        self._request_timer: asyncio.TimerHandle | None = None
         self._closing = False  # no more requests are read
         self._closed = False
         self._eof = False
@@ -159,11 +178,22 @@ class StreamConnection(asyncio.Protocol):
         if self._closing:
             return
         self._touch()
+        self.framer.feed(data)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Run the complete requests in the framer, gathering their replies."""
         framer = self.framer
-        framer.feed(data)
+        queue = self._queue
+        max_pending = self._max_pending
+        completed = False
+        count = 0
         self._corked = True
         try:
             while not self._closing:
+                if self._write_paused or len(queue) >= max_pending:
+                    self._stall()
+                    return
                 try:
                     packet = framer.next_packet()
                 except PacketTooLarge:
@@ -177,11 +207,100 @@ class StreamConnection(asyncio.Protocol):
                     self._fault_and_close(CORRUPTED_FAULT)
                     return
                 if packet is None:
+                    if self._request_timeout is not None:
+                        self._request_deadline(completed)
                     return
+                completed = True
                 self._run(packet)
+                count += 1
+                if count == _OUT_CHECK:
+                    count = 0
+                    if sum(map(len, self._out)) > _OUT_LIMIT:
+                        self._write_out()
         finally:
             self._corked = False
             self._flush()
+
+    def _stall(self) -> None:
+        """Leave the remaining requests in the framer and stop reading until _resume."""
+        self._stalled = True
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        self._pause_reading()
+
+    def _resume_soon(self) -> None:
+        if self._resume_handle is None and not self._closed:
+            self._resume_handle = asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_handle = None
+        if self._closing or self._write_paused or len(self._queue) >= self._max_pending:
+            return
+        self._stalled = False
+        self._resume_reading()
+        self._dispatch()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None and not self._closed:
+            self._read_paused = True
+            try:
+                self.transport.pause_reading()
+            except RuntimeError:
+                pass
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None and not self._closing:
+            self._read_paused = False
+            try:
+                self.transport.resume_reading()
+            except RuntimeError:
+                pass
+
+    def _request_deadline(self, completed: bool) -> None:
+        """request_timeout: armed while a request is partly buffered, restarted for the next
+        request once one completes, cancelled when nothing is buffered."""
+        timer = self._request_timer
+        if self.framer.buffered:
+            if timer is None or completed:
+                if timer is not None:
+                    timer.cancel()
+                timeout = self._request_timeout
+                assert timeout is not None
+                self._request_timer = asyncio.get_running_loop().call_later(
+                    timeout, self._request_expired
+                )
+        elif timer is not None:
+            timer.cancel()
+            self._request_timer = None
+
+    def _request_expired(self) -> None:
+        self._request_timer = None
+        if self._closed:
+            return
+        log.info(
+            "closing connection from %s: request incomplete after %g s (%d bytes)",
+            self.peer[0],
+            self._request_timeout,
+            self.framer.buffered,
+        )
+        self._start_closing()
+
+    def _out_chunks(self, chunks: list[Buffer]) -> None:
+        """chunk_sink of a request replied in place: a large reply is written at once (it may
+        pause writing, which stops the dispatch loop)."""
+        self._out.extend(chunks)
+        if self._corked:
+            self._write_out()
+        else:
+            self._flush()
+
+    def _write_out(self) -> None:
+        out = self._out
+        transport = self.transport
+        if out and transport is not None and not self._closed:
+            self._out = []
+            _write(transport, out)
 
     def _run(self, packet: Packet) -> None:
         queue = self._queue
@@ -196,7 +315,7 @@ class StreamConnection(asyncio.Protocol):
             )
         else:
             pending, ctx, close = dispatch(
-                self.server, packet, out.append, self, None, chunk_sink=out.extend
+                self.server, packet, out.append, self, None, chunk_sink=self._out_chunks
             )
         if pending is not None:
             if slot is None and ctx is not None and not ctx.replied:
@@ -226,25 +345,23 @@ class StreamConnection(asyncio.Protocol):
             self.server.connection_gone()
 
     def pause_writing(self) -> None:
-        # the client does not read: stop reading its requests and give it write_timeout
-        if self.transport is not None and not self._closed:
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
+        # the client does not read: stop running and reading its requests (the dispatch loop
+        # checks _write_paused) and give it write_timeout
+        self._write_paused = True
+        self._pause_reading()
         timeout = self.server.options.write_timeout
         if timeout is not None and self._write_timer is None:
             self._write_timer = asyncio.get_running_loop().call_later(timeout, self._abort)
 
     def resume_writing(self) -> None:
+        self._write_paused = False
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
-        if self.transport is not None and not self._closing:
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
+        if self._stalled:
+            self._resume_soon()  # requests are waiting in the framer
+        elif len(self._queue) < self._max_pending:
+            self._resume_reading()
 
     # -- output -----------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -259,6 +376,8 @@ class StreamConnection(asyncio.Protocol):
             return
         while queue and queue[0].data is not None:
             out += queue.popleft().data  # type: ignore[arg-type]
+        if self._stalled and len(queue) < self._max_pending and not self._write_paused:
+            self._resume_soon()
         if self._corked:
             return
         if out:
@@ -279,10 +398,7 @@ class StreamConnection(asyncio.Protocol):
             return
         self._closing = True
         if self.transport is not None and not self._closed:
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
+            self._pause_reading()
             self._flush()
 
     def shutdown(self) -> None:
@@ -296,10 +412,12 @@ class StreamConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._write_timer, self._idle_timer):
+        for timer in (self._write_timer, self._idle_timer, self._request_timer,
+                      self._resume_handle):  # fmt: skip
             if timer is not None:
                 timer.cancel()
-        self._write_timer = self._idle_timer = None
+        self._write_timer = self._idle_timer = self._request_timer = None
+        self._resume_handle = None
 
     def _check_idle(self) -> None:
         idle = self.server.options.idle_timeout

@@ -89,7 +89,7 @@ def run_fifo_request(
         connection=connection,
         max_reply_size=max_reply_size,
     )
-    return call_method(method, ctx)
+    return call_method(method, ctx, server.options.call_timeout)
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,6 +47,22 @@ class ServerOptions:
     write_timeout: float | None = 5.0
     """Seconds a reply may wait for a client that does not read before the connection is
     closed. Replies are never truncated (ctl silently truncates them after 10 ms)."""
+    request_timeout: float | None = None
+    """Seconds a stream client may take to send one request: started when the first byte of
+    a request packet is buffered, cleared when the packet is complete; on expiry the
+    connection is closed (and logged). Against slowloris clients, which ``idle_timeout``
+    does not catch (they are never silent). None (the ctl behaviour): no deadline. binrpc
+    streams only (FIFO requests have ``fifo_partial_timeout`` / ``idle_timeout``)."""
+    call_timeout: float | None = None
+    """Seconds an async handler may run; then it is cancelled and the client gets fault 500
+    ``call timed out`` (logged as a warning). A synchronous handler runs inline in the event
+    loop and cannot be interrupted. None (the ctl behaviour): no limit."""
+    max_pending_per_connection: int = 128
+    """Requests of one stream connection that may be in progress or have a reply waiting
+    (for an earlier async reply, or for the client to read). When reached, the server stops
+    reading that connection (unread requests stay in the socket) until replies are written.
+    ctl handles one request at a time per process; this bounds the Tasks and replies a
+    pipelining client can make the server hold."""
     max_request_size: int = DEFAULT_MAX_PACKET_SIZE
     """Largest request packet (header + body). ctl reads each connection into a 65535-byte
     buffer; a bigger request closes the stream without a reply and is never buffered. For the
@@ -83,6 +99,15 @@ class ServerOptions:
         if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
             # chmod would mask it: -1 gives 07777 (world-writable, setuid, setgid, sticky)
             raise ValueError(f"mode must be an int from 0 to 0o7777, got {mode!r}")
+        for name in ("request_timeout", "call_timeout"):
+            value: Any = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+        pending: Any = self.max_pending_per_connection
+        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 1:
+            raise ValueError(f"max_pending_per_connection must be an int >= 1, got {pending!r}")
         # a single address given as a string, or a list: keep a tuple of strings
         fifo: Any = self.fifo
         if isinstance(fifo, str):

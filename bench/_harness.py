@@ -1,8 +1,8 @@
 """Shared pieces of the server benchmarks (``bench/server.py``, ``bench/profile_server.py``).
 
-* :class:`Binrpcd`: run ``binrpcd`` (as shipped, or through ``bench/_run_binrpcd.py`` for uvloop
-  or cProfile) on /tmp and 127.0.0.1 listeners, wait for its ``listening on`` lines, pin it,
-  stop it by pid;
+* :class:`Binrpcd`: run ``binrpcd --loop asyncio|uvloop`` (or through
+  ``bench/_run_binrpcd.py`` for cProfile) on /tmp and 127.0.0.1 listeners, wait for its
+  ``listening on`` lines, pin it, stop it by pid;
 * :class:`KamailioTarget`: a real Kamailio 5.6.3 with the same four ctl listeners (through
   ``tests/interop/kamailio.py``), all its processes pinned, the ctl handler's pid found with
   ``core.psx``;
@@ -100,10 +100,10 @@ def proc_fd_count(pid: int) -> int:
 class Binrpcd:
     """A ``binrpcd`` process (or, with ``floor=True``, ``bench/_floor_server.py``).
 
-    ``loop``: ``"asyncio"`` runs ``<venv>/bin/binrpcd`` exactly as shipped (``asyncio.run``,
-    the default loop); ``"uvloop"`` runs the same ``binrpc.cli.daemon.main`` through
-    ``bench/_run_binrpcd.py`` after installing uvloop's event loop policy (binrpcd has no
-    option for it). ``cprofile`` (a file name) runs it under cProfile via the same wrapper.
+    ``loop``: passed as ``binrpcd --loop`` (``"asyncio"``: asyncio's default epoll loop even
+    when uvloop is installed, which binrpcd's default ``auto`` would pick; ``"uvloop"``: uvloop,
+    which must be importable in ``env``). ``cprofile`` (a file name) runs binrpcd's ``main``
+    under cProfile through ``bench/_run_binrpcd.py``.
     """
 
     def __init__(
@@ -144,13 +144,11 @@ class Binrpcd:
         bindir = os.path.dirname(python)
         if floor:
             self.argv = [python, FLOOR_SERVER, "--loop", loop, *args]
-        elif loop == "asyncio" and cprofile is None:
-            self.argv = [os.path.join(bindir, "binrpcd"), *args]
+        elif cprofile is None:
+            self.argv = [os.path.join(bindir, "binrpcd"), "--loop", loop, *args]
         else:
-            wrapper = [python, RUN_BINRPCD, "--loop", loop]
-            if cprofile:
-                wrapper += ["--cprofile", cprofile]
-            self.argv = [*wrapper, "--", *args]
+            wrapper = [python, RUN_BINRPCD, "--cprofile", cprofile]
+            self.argv = [*wrapper, "--", "--loop", loop, *args]
         self.log_path = os.path.join(workdir, f"{tag}.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0

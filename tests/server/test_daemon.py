@@ -249,3 +249,24 @@ def test_config_unknown_key(workdir: str) -> None:
     cfg.write_text('binrpc = "unixs:/tmp/x"\nbogus = 1\n')
     with pytest.raises(ConfigError, match="bogus"):
         options_from(build_parser().parse_args(["--config", str(cfg)]))
+
+
+def test_options_from_limits_flags_and_toml(workdir: str) -> None:
+    args = build_parser().parse_args(
+        ["--request-timeout", "2.5", "--call-timeout", "10", "--max-pending-per-connection", "16"]
+    )
+    _, opts, _ = options_from(args)
+    assert (opts.request_timeout, opts.call_timeout) == (2.5, 10.0)
+    assert opts.max_pending_per_connection == 16
+    _, opts, _ = options_from(build_parser().parse_args(["--call-timeout", "0"]))
+    assert (opts.request_timeout, opts.call_timeout, opts.max_pending_per_connection) == (
+        None, None, 128
+    )  # fmt: skip
+    cfg = Path(workdir) / "limits.toml"
+    cfg.write_text('request-timeout = 1.5\ncall_timeout = "inf"\nmax_pending_per_connection = 4\n')
+    _, opts, _ = options_from(build_parser().parse_args(["--config", str(cfg)]))
+    assert (opts.request_timeout, opts.call_timeout) == (1.5, None)
+    assert opts.max_pending_per_connection == 4
+    for bad in (["--max-pending-per-connection", "0"], ["--call-timeout", "x"]):
+        with pytest.raises(ConfigError):
+            options_from(build_parser().parse_args(bad))

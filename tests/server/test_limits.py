@@ -283,3 +283,27 @@ def test_call_timeout_option_is_checked() -> None:
         for bad in (0, -1.0, float("nan"), True, "1"):
             with pytest.raises(ValueError, match=name):
                 ServerOptions(**{name: bad})
+
+
+def test_fifo_stream_pending_cap_bounds_tasks_and_resumes(workdir: str) -> None:
+    address = f"unixs:{workdir}/fifo.sock"
+    n = 12
+    burst = b"".join(f":t.sleep:r\ns{i}\n0.2\n\n".encode() for i in range(n))
+    with (
+        ServerThread(limits_registry(), fifo=[address], max_pending_per_connection=3) as st,
+        socket.socket(socket.AF_UNIX) as s,
+    ):
+        s.settimeout(5)
+        s.connect(address.partition(":")[2])
+        s.sendall(burst)
+        time.sleep(0.1)
+        assert st.server is not None
+        tasks = st.call_in_loop(lambda: len(st.server._tasks))  # type: ignore[union-attr]
+        assert 1 <= tasks <= 3, tasks
+        expected = b"".join(f"200 OK\ns{i}\n".encode() for i in range(n))
+        data = b""
+        while len(data) < len(expected):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data == expected

@@ -4,6 +4,7 @@ Flags are named after the ctl module parameters (``--binrpc``, ``--fifo``, ``--m
 ``--user``, ``--group``, ``--autoconversion``, ``--binrpc-buffer-size``,
 ``--binrpc-max-body-size``, ``--binrpc-struct-max-body-size``) plus the settings ctl lacks or
 hard-codes (``--max-connections``, ``--idle-timeout``, ``--write-timeout``,
+``--request-timeout``, ``--call-timeout``, ``--max-pending-per-connection``,
 ``--fifo-reply-dir``, ``--fifo-reply-timeout``). ``--config FILE`` reads the
 same settings from TOML (keys with underscores or dashes); flags win over the file.
 
@@ -65,8 +66,9 @@ _INT_SETTINGS = (
     "binrpc_max_body_size",
     "binrpc_struct_max_body_size",
     "max_connections",
+    "max_pending_per_connection",
 )
-_FLOAT_SETTINGS = ("idle_timeout", "write_timeout")
+_FLOAT_SETTINGS = ("idle_timeout", "write_timeout", "request_timeout", "call_timeout")
 _STR_SETTINGS = ("fifo_reply_dir",)
 
 
@@ -185,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-timeout",
         metavar="SECONDS",
         help="close a stream whose client does not read its reply (5)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        metavar="SECONDS",
+        help="close a stream whose request is incomplete this long after its start (never)",
+    )
+    p.add_argument(
+        "--call-timeout",
+        metavar="SECONDS",
+        help="cancel an async RPC running longer, fault 500 'call timed out' (never)",
+    )
+    p.add_argument(
+        "--max-pending-per-connection",
+        metavar="N",
+        help="requests in progress or replies waiting per stream before reading stops (128)",
     )
     p.add_argument(
         "--no-builtins",

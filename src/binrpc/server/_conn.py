@@ -360,8 +360,8 @@ class StreamConnection(asyncio.Protocol):
             self._write_timer = None
         if self._stalled:
             self._resume_soon()  # requests are waiting in the framer
-        elif len(self._queue) < self._max_pending:
-            self._resume_reading()
+        else:
+            self._resume_reading()  # (the dispatch loop checks max_pending itself)
 
     # -- output -----------------------------------------------------------------------------
     def _flush(self) -> None:

@@ -111,9 +111,18 @@ class FifoStreamConnection(StreamConnection):
         if self._closing:
             return
         self._touch()
+        self.fifo_framer.feed(data)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Run the complete requests in the FIFO framer (each gets a reply slot); stop, like
+        binrpc connections, on pause_writing or at max_pending_per_connection."""
         framer = self.fifo_framer
-        framer.feed(data)
+        queue = self._queue
         while not self._closing:
+            if self._write_paused or len(queue) >= self._max_pending:
+                self._stall()
+                return
             try:
                 raw = framer.next_request()
             except FifoTooLarge as exc:

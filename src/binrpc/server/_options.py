@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -105,6 +106,8 @@ class ServerOptions:
                 isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
             ):
                 raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+            if value == math.inf:  # no limit (and no timer: uvloop refuses an infinite delay)
+                object.__setattr__(self, name, None)
         pending: Any = self.max_pending_per_connection
         if not isinstance(pending, int) or isinstance(pending, bool) or pending < 1:
             raise ValueError(f"max_pending_per_connection must be an int >= 1, got {pending!r}")

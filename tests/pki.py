@@ -49,7 +49,8 @@ def _leaf(d: str, name: str, cn: str, ca: str, usage: str, san: str | None = Non
          "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
          cwd=d)  # fmt: skip
     _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-         "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)  # fmt: skip
+         "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", ext,
+         cwd=d)  # fmt: skip
 
 
 def make_pki(d: str) -> Pki:

@@ -300,3 +300,79 @@ def test_mutual_tls(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
         messages = [r.message for r in caplog.records]
         assert any("no client certificate" in m for m in messages), messages
         assert any("CN 'intruder' not allowed" in m for m in messages), messages
+
+
+# -- binrpcd --------------------------------------------------------------------------------
+
+
+def test_binrpcd_toml_listeners(workdir: str, pki: Pki) -> None:
+    from .test_daemon import Daemon
+
+    ro = f"unixs:{workdir}/ro.sock"
+    rw_port, tls_port = free_port(), free_port()
+    rw, tls = f"tcp:127.0.0.1:{rw_port}", f"tls:127.0.0.1:{tls_port}"
+    config = os.path.join(workdir, "binrpcd.toml")
+    with open(config, "w") as fh:
+        fh.write(
+            textwrap.dedent(
+                f"""
+                allow_networks = ["127.0.0.1/32"]   # global: every udp/tcp/tls listener
+                [[listener]]
+                address = "{ro}"
+                allow_methods = ["core.*", "system.*"]
+                deny_methods = ["core.kill"]
+                allow_uids = [0]
+                [[listener]]
+                address = "{rw}"
+                [[listener]]
+                address = "{tls}"
+                tls_cert = "{pki.server_cert}"
+                tls_key = "{pki.server_key}"
+                allow_methods = ["core.echo"]
+                """
+            )
+        )
+    d = Daemon("--config", config)
+    try:
+        assert d.wait_ready(3) == [ro, rw, tls]
+        assert _values(_call(ro, "core.version"))[0].startswith("binrpc")  # type: ignore[union-attr]
+        assert _values(_call(ro, "core.kill")) == [
+            403,
+            "method core.kill not allowed on this listener",
+        ]
+        assert "ctl.who" not in _values(_call(ro, "system.listMethods"))
+        assert "ctl.who" in _values(_call(rw, "system.listMethods"))
+        assert _inet_call("tcp", "127.0.0.1", rw_port, "127.0.0.2") is None  # global rule
+        ctx = ssl.create_default_context(cafile=pki.ca)
+        with Client(tls, tls=ctx, timeout=3) as c:
+            assert c.call("core.echo", "x") == ["x"]
+            with pytest.raises(Exception, match="403"):
+                c.call("core.version")
+        assert d.proc.poll() is None
+        assert d.stop() == 0
+        assert d.proc.stderr is not None
+        err = d.proc.stderr.read().decode()
+        assert "refused method core.kill" in err and "refused connection from 127.0.0.2" in err
+    finally:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+def test_binrpcd_flags_apply_where_they_fit(workdir: str) -> None:
+    from binrpc.cli.daemon import build_parser, options_from
+
+    args = build_parser().parse_args([
+        "--binrpc", f"unixs:{workdir}/a.sock", "--binrpc", "tcp:127.0.0.1:2049",
+        "--fifo", f"{workdir}/fifo", "--allow-uid", "0", "--allow-network", "127.0.0.0/8",
+        "--deny-method", "core.kill",
+    ])  # fmt: skip
+    addresses, options, _ = options_from(args)
+    unix, tcp = addresses
+    assert isinstance(unix, Listen) and isinstance(tcp, Listen)
+    assert unix.policy.allow_uids == {0} and unix.policy.allow_networks is None
+    assert tcp.policy.allow_uids is None and tcp.policy.allow_networks is not None
+    (fifo,) = options.fifo
+    assert isinstance(fifo, Listen) and fifo.fifo and fifo.policy.deny_methods == ("core.kill",)
+    assert fifo.policy.allow_uids is None  # a FIFO file relies on its mode/owner
+    plain, _, _ = options_from(build_parser().parse_args(["--binrpc", "tcp:127.0.0.1:2049"]))
+    assert plain == ["tcp:127.0.0.1:2049"]  # no option: nothing changes

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from .pki import pki  # noqa: F401  (the throwaway-CA fixture of the TLS tests)
+
 VECTORS = Path(__file__).resolve().parent / "vectors" / "kamailio-5.6.3.jsonl"
 
 

@@ -4,7 +4,7 @@ Grammar (protocol words are case-insensitive)::
 
     value := [proto ":"] host [":" port]
            | [proto ":"] "[" ipv6 "]" [":" port]
-    proto := "tcp" | "udp" | "unixd" | "unix" | "unixs" | "fifo"
+    proto := "tcp" | "tls" | "udp" | "unixd" | "unix" | "unixs" | "fifo"
 
 The same text means slightly different things to the three parsers (spec 7.2 and kamcmd 1.4):
 
@@ -21,6 +21,9 @@ Ports: up to 5 digits, wrapped modulo 65536 as the C code does; a service name i
 0 or missing means 2049. ``tcp:3012`` (digits only) means port 3012 on ``*``. Unix paths cannot
 contain ``:`` and are at most 104 bytes. IPv6 literals are written in brackets
 (``tcp:[::1]:2046``), which Kamailio 5.6.3 and kamcmd 1.5 reject and we accept.
+
+``tls:host:port`` (our extension, every flavour) is TCP with TLS: it is only ever chosen by
+that explicit prefix, never by default.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Final, Literal
 
-    Proto = Literal["unixs", "unixd", "udp", "tcp", "fifo"]
+    Proto = Literal["unixs", "unixd", "udp", "tcp", "tls", "fifo"]
     Flavour = Literal["binrpc", "fifo", "client"]
 
 __all__ = ["DEFAULT_PORT", "MAX_UNIX_PATH", "Address", "AddressError", "parse_address"]
@@ -45,6 +48,7 @@ MAX_UNIX_PATH: Final = 104
 
 _PROTOS: Final[dict[str, Proto]] = {
     "tcp": "tcp",
+    "tls": "tls",
     "udp": "udp",
     "unixd": "unixd",
     "unix": "unixs",
@@ -56,6 +60,7 @@ _TRANSPORT_NAMES: Final[dict[str, str]] = {
     "unixd": "unix_dgram",
     "udp": "udp",
     "tcp": "tcp",
+    "tls": "tls",
     "fifo": "fifo",
 }
 
@@ -68,8 +73,8 @@ class Address(Frozen):
     """A parsed listener or server address.
 
     Attributes:
-        proto: ``unixs``, ``unixd``, ``udp``, ``tcp`` or ``fifo``.
-        host: for udp/tcp the host as written (``*`` for any, IPv6 without brackets);
+        proto: ``unixs``, ``unixd``, ``udp``, ``tcp``, ``tls`` (TCP with TLS) or ``fifo``.
+        host: for udp/tcp/tls the host as written (``*`` for any, IPv6 without brackets);
             for unix sockets and FIFOs the path.
         port: the port for udp/tcp (after defaulting and wrapping), 0 otherwise.
     """
@@ -90,7 +95,12 @@ class Address(Frozen):
 
     @property
     def is_stream(self) -> bool:
-        return self.proto in ("unixs", "tcp")
+        return self.proto in ("unixs", "tcp", "tls")
+
+    @property
+    def is_inet(self) -> bool:
+        """An IP transport: udp, tcp or tls."""
+        return self.proto in ("udp", "tcp", "tls")
 
     @property
     def is_ipv6(self) -> bool:
@@ -103,7 +113,8 @@ class Address(Frozen):
 
     @property
     def transport_name(self) -> str:
-        """The transport as ``ctl.listen`` names it (unix_stream, unix_dgram, udp, tcp, fifo)."""
+        """The transport as ``ctl.listen`` names it: unix_stream, unix_dgram, udp, tcp, tls,
+        fifo."""
         return _TRANSPORT_NAMES[self.proto]
 
     @property
@@ -131,7 +142,7 @@ def _parse_port(text: str, proto: str, original: str) -> int:
             raise AddressError(f"bad port in address {original!r}: {text!r} has more than 5 digits")
         return int(text) % 65536
     try:
-        table = proto if proto in ("tcp", "udp") else None
+        table = ("tcp" if proto == "tls" else proto) if proto in ("tcp", "tls", "udp") else None
         return _socket.getservbyname(text, table) if table else _socket.getservbyname(text)
     except (OSError, ValueError):  # ValueError: a NUL; UnicodeEncodeError: undecodable argv
         raise AddressError(f"bad port in address {original!r}: unknown service {text!r}") from None
@@ -172,8 +183,8 @@ def parse_address(text: str, flavour: Flavour = "binrpc", *, udp_default: bool =
         port_text = after[1:] if after else None
         if proto is None:
             proto = "udp"
-        if proto not in ("tcp", "udp"):
-            raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp or udp")
+        if proto not in ("tcp", "tls", "udp"):
+            raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp, tls or udp")
         try:
             _socket.inet_pton(_socket.AF_INET6, host)
         except (OSError, ValueError):  # ValueError: a NUL or undecodable argv bytes

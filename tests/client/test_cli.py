@@ -171,6 +171,7 @@ ONE_SHOT_UNWANTED = (
     "threading",
     "json",
     "shlex",
+    "ssl",  # only when TLS is used
 )
 
 

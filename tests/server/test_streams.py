@@ -116,7 +116,12 @@ class _Address:
 
 
 class _Listener:
+    from binrpc.server import ListenerPolicy
+
     address = _Address()
+    policy = ListenerPolicy()
+    methods = None
+    method_filter = None
 
 
 def _cookies(data: bytes) -> list[int]:

@@ -32,6 +32,12 @@ LONG_OPTIONS: dict[str, bool] = {
     "fifo": True,
     "fifo-reply-dir": True,
     "raw": False,
+    "tls": False,
+    "tls-ca": True,
+    "tls-cert": True,
+    "tls-key": True,
+    "tls-server-name": True,
+    "tls-insecure": False,
     "help": False,
     "version": False,
 }
@@ -57,6 +63,12 @@ class Options:
         "fifo",
         "fifo_reply_dir",
         "raw",
+        "tls",
+        "tls_ca",
+        "tls_cert",
+        "tls_key",
+        "tls_server_name",
+        "tls_insecure",
         "words",
     )
     __slots__ = __match_args__
@@ -79,6 +91,12 @@ class Options:
         fifo: str | None = None,
         fifo_reply_dir: str | None = None,
         raw: bool = False,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
+        tls_insecure: bool = False,
         words: list[str] | None = None,
     ) -> None:
         self.sockets: list[str] = [] if sockets is None else sockets
@@ -96,6 +114,12 @@ class Options:
         self.fifo = fifo
         self.fifo_reply_dir = fifo_reply_dir
         self.raw = raw
+        self.tls = tls
+        self.tls_ca = tls_ca
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.tls_server_name = tls_server_name
+        self.tls_insecure = tls_insecure
         self.words: list[str] = [] if words is None else words
 
     def _fields(self) -> tuple[object, ...]:
@@ -185,6 +209,12 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
         opts.fifo_reply_dir = value
     elif letter == "raw":
         opts.raw = True
+    elif letter == "tls":
+        opts.tls = True
+    elif letter == "tls-insecure":
+        opts.tls_insecure = True
+    elif letter in ("tls-ca", "tls-cert", "tls-key", "tls-server-name"):
+        setattr(opts, letter.replace("-", "_"), value)
 
 
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
@@ -286,8 +316,18 @@ Extensions (not in kamcmd):
                            lines, or error: <code> - <reason> (exit 1) for a non-2xx status
     --fifo-reply-dir DIR   where the reply FIFO is created [default: /tmp]
     --raw                  with --fifo: print the reply exactly as received
+    --tls                  TLS on tcp: addresses (same as writing tls:host:port);
+                           the server certificate and name are verified
+    --tls-ca FILE          CA certificates (PEM) to verify the server with
+                           [default: the system's]
+    --tls-cert FILE        client certificate (PEM) for mutual TLS
+    --tls-key FILE         its private key [default: in the --tls-cert file]
+    --tls-server-name NAME the name the server certificate must carry
+                           [default: the host of the address]
+    --tls-insecure         INSECURE: do not verify the server's certificate or name
+                           (anybody in the path can read and change the traffic)
 address:
-    [proto:]name[:port]   where proto is one of tcp, udp, unixs or unixd
+    [proto:]name[:port]   where proto is one of tcp, tls, udp, unixs or unixd
                           e.g.:  tcp:localhost:2049 , unixs:/tmp/kamailio_ctl,
                           tcp:[::1]:2049 (IPv6)
     default: $BINRPC_SOCKET, else Kamailio's unixs:/var/run/kamailio//kamailio_ctl

@@ -115,6 +115,8 @@ def error_message(exc: BaseException, address: Address) -> str:
                 f"ERROR: connect_unix_sock: connect({path}): "
                 f"{_strerror(exc.errno)} [{exc.errno or 0}]\n"
             )
+        if not exc.errno and exc.strerror:  # TLS handshake failures carry their reason
+            return f"ERROR: {exc.strerror}\n"
         return f"ERROR: connect: {_strerror(exc.errno)}\n"
     if isinstance(exc, SendError):
         return f"ERROR: send packet failed: {_strerror(exc.errno)} ({exc.errno or 0})\n"

@@ -14,6 +14,7 @@ import sys
 from .._address import AddressError
 from .._errors import LocalProtocolError, RemoteProtocolError, TransportError
 from ..client import Client, Timeouts
+from ..client._core import DEFAULT_MAX_REPLY_SIZE
 from ._options import Options, UsageExit, parse_args
 from ._runner import (
     EXIT_ERROR,
@@ -49,14 +50,26 @@ def _worst(statuses: Sequence[int]) -> int:
 def make_client(opts: Options, address: str) -> Client:
     """A client for ``address`` as the options ask (raises AddressError)."""
     timeout = None if opts.timeout is None else Timeouts(opts.timeout, opts.timeout)
-    kwargs = {} if opts.max_reply is None else {"max_reply_size": opts.max_reply}
+    tls = None
+    if opts.tls or opts.tls_ca or opts.tls_cert or opts.tls_insecure or opts.tls_server_name:
+        from ..client._tls import client_context  # imports ssl: only when TLS is asked for
+
+        tls = client_context(
+            True,
+            cafile=opts.tls_ca,
+            certfile=opts.tls_cert,
+            keyfile=opts.tls_key,
+            insecure=opts.tls_insecure,
+        )
     return Client(
         address,
         timeout=timeout,
         reply_path=opts.reply_path,
         reply_dir=opts.reply_dir,
         udp_default=opts.udp_default,
-        **kwargs,
+        max_reply_size=opts.max_reply if opts.max_reply is not None else DEFAULT_MAX_REPLY_SIZE,
+        tls=tls,
+        server_hostname=opts.tls_server_name,
     )
 
 

@@ -51,9 +51,9 @@ import tomllib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._address import AddressError
+from .._address import AddressError, parse_address
 from .._rpc import Registry
-from ..server import ListenerError, ServerOptions, serve
+from ..server import Listen, ListenerError, ServerOptions, serve
 from ..server._sockets import MAX_ID
 
 __all__ = ["build_parser", "load_module", "main", "options_from"]
@@ -213,6 +213,55 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOOPS,
         help="event loop: uvloop if installed (auto, the default), asyncio, uvloop",
     )
+    g = p.add_argument_group(
+        "access control (off by default; each applies to every listener it fits; "
+        "[[listener]] tables in the config file set them per listener)"
+    )
+    g.add_argument(
+        "--allow-uid",
+        action="append",
+        metavar="UID",
+        help="unix sockets: only peers with this uid (or an --allow-gid)",
+    )
+    g.add_argument(
+        "--allow-gid",
+        action="append",
+        metavar="GID",
+        help="unix sockets: only peers with this primary gid (or an --allow-uid)",
+    )
+    g.add_argument(
+        "--allow-network",
+        action="append",
+        metavar="NET",
+        help="udp/tcp/tls: only clients from this network (127.0.0.0/8, ::1/128)",
+    )
+    g.add_argument(
+        "--allow-method",
+        action="append",
+        metavar="PATTERN",
+        help="serve only methods matching one of these fnmatch patterns (core.*)",
+    )
+    g.add_argument(
+        "--deny-method",
+        action="append",
+        metavar="PATTERN",
+        help="never serve methods matching this pattern (wins over --allow-method)",
+    )
+    g.add_argument("--tls-cert", metavar="FILE", help="tls: listeners: certificate (PEM)")
+    g.add_argument(
+        "--tls-key", metavar="FILE", help="tls: listeners: private key (default: in --tls-cert)"
+    )
+    g.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="tls: listeners: require client certificates from these CAs",
+    )
+    g.add_argument(
+        "--tls-allow-cn",
+        action="append",
+        metavar="CN",
+        help="tls: listeners with --tls-ca: only client certificates with this CN",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with the same settings")
     p.add_argument(
         "--module",
@@ -241,9 +290,33 @@ def _read_config(path: str) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+_RULE_KEYS: dict[str, str] = {
+    # TOML key (per listener, or global) -> command-line flag dest
+    "allow_uids": "allow_uid",
+    "allow_gids": "allow_gid",
+    "allow_networks": "allow_network",
+    "allow_methods": "allow_method",
+    "deny_methods": "deny_method",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "tls_ca": "tls_ca",
+    "tls_allow_cns": "tls_allow_cn",
+}
+_LIST_RULES = ("allow_uids", "allow_gids", "allow_networks", "allow_methods", "deny_methods",
+               "tls_allow_cns")  # fmt: skip
+_FITS: dict[str, tuple[str, ...]] = {
+    "allow_uids": ("unixs", "unixd"),
+    "allow_gids": ("unixs", "unixd"),
+    "allow_networks": ("udp", "tcp", "tls"),
+    "tls_cert": ("tls",),
+    "tls_key": ("tls",),
+    "tls_ca": ("tls",),
+    "tls_allow_cns": ("tls",),
+}
+
 _KNOWN = {
     "binrpc", "fifo", "mode", "user", "group", "autoconversion", "config", "module", "loop",
-    "modules", "builtins", "no_builtins", "verbose",
+    "modules", "builtins", "no_builtins", "verbose", "listener", *_RULE_KEYS,
     "fifo_reply_timeout", *_INT_SETTINGS, *_FLOAT_SETTINGS, *_STR_SETTINGS,
 }  # fmt: skip
 
@@ -258,8 +331,87 @@ def _as_list(value: Any, key: str) -> list[str]:
     raise ConfigError(f"{key}: expected a string or a list of strings")
 
 
-def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, list[str]]:
+def _rule_value(key: str, value: Any, where: str) -> Any:
+    if key in _LIST_RULES:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, str | int):
+                raise ConfigError(f"{where}{key}: expected strings (or ids), got {item!r}")
+            if isinstance(item, int) and key not in ("allow_uids", "allow_gids"):
+                raise ConfigError(f"{where}{key}: expected strings, got {item!r}")
+        return items
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}{key}: expected a file name")
+    return value
+
+
+def _listen(address: str, fifo: bool, rules: dict[str, Any], where: str) -> str | Listen:
+    """The address with its rules (a plain string when there are none)."""
+    if not rules:
+        return address
+    try:
+        return Listen(address, fifo=fifo, **rules)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def _proto_of(address: str, fifo: bool) -> str | None:
+    try:
+        return parse_address(address, "fifo" if fifo else "binrpc").proto
+    except AddressError:
+        return None  # the server reports it, as for any bad address
+
+
+def _with_globals(
+    address: str, fifo: bool, own: dict[str, Any], global_rules: dict[str, Any], where: str
+) -> str | Listen:
+    """A listener's own rules plus the global ones that fit its transport (its own win)."""
+    if not global_rules:
+        return _listen(address, fifo, own, where)
+    proto = _proto_of(address, fifo)
+    if proto is None:
+        return _listen(address, fifo, own, where)
+    rules = dict(own)
+    for key, value in global_rules.items():
+        if key in rules:
+            continue
+        if key in _FITS and proto not in _FITS[key]:
+            continue
+        rules[key] = value
+    return _listen(address, fifo, rules, where)
+
+
+def _listener_tables(value: Any, global_rules: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """``[[listener]]`` tables -> (binrpc listeners, fifo listeners)."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError("listener: expected [[listener]] tables")
+    binrpc: list[Any] = []
+    fifo: list[Any] = []
+    for index, table in enumerate(value, 1):
+        where = f"listener #{index}: "
+        entry = {str(k).replace("-", "_"): v for k, v in table.items()}
+        unknown = sorted(set(entry) - {"address", "fifo", *_RULE_KEYS})
+        if unknown:
+            raise ConfigError(f"{where}unknown setting(s): {', '.join(unknown)}")
+        address = entry.get("address")
+        if not isinstance(address, str) or not address:
+            raise ConfigError(f"{where}address: expected a listen address")
+        is_fifo = _bool(entry.get("fifo", False))
+        own = {k: _rule_value(k, v, where) for k, v in entry.items() if k in _RULE_KEYS}
+        item = _with_globals(address, is_fifo, own, global_rules, where)
+        (fifo if is_fifo else binrpc).append(item)
+    return binrpc, fifo
+
+
+def options_from(
+    args: argparse.Namespace,
+) -> tuple[list[str | Listen], ServerOptions, list[str]]:
     """Merge the config file and the flags -> (binrpc addresses, options, modules).
+
+    Access rules: ``[[listener]]`` tables carry their own; the global ones (flags, top-level
+    keys) go to every listener they fit (uids/gids: unix sockets; networks: udp/tcp/tls; TLS
+    files: tls; methods: all) unless the listener sets that rule itself. Addresses without
+    rules stay plain strings.
 
     Raises:
         ConfigError: a bad value or an unknown key.
@@ -273,6 +425,10 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
     for key in ("binrpc", "fifo", "mode", "user", "group", "autoconversion", *_INT_SETTINGS,
                 *_FLOAT_SETTINGS, *_STR_SETTINGS, "fifo_reply_timeout"):  # fmt: skip
         value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    for key, dest in _RULE_KEYS.items():
+        value = getattr(args, dest, None)
         if value is not None:
             settings[key] = value
     if args.no_builtins:
@@ -311,7 +467,20 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
         kw["fifo_reply_timeout"] = timeout
     if "builtins" in settings:
         kw["builtins"] = _bool(settings["builtins"])
-    fifo = _as_list(settings.get("fifo"), "fifo")
+    global_rules = {
+        key: _rule_value(key, settings[key], "") for key in _RULE_KEYS if key in settings
+    }
+    binrpc: list[str | Listen] = [
+        _with_globals(a, False, {}, global_rules, "")
+        for a in _as_list(settings.get("binrpc"), "binrpc")
+    ]
+    fifo: list[str | Listen] = [
+        _with_globals(a, True, {}, global_rules, "") for a in _as_list(settings.get("fifo"), "fifo")
+    ]
+    if "listener" in settings:
+        more_binrpc, more_fifo = _listener_tables(settings["listener"], global_rules)
+        binrpc += more_binrpc
+        fifo += more_fifo
     if fifo:
         kw["fifo"] = tuple(fifo)
     if kw.get("max_connections", 1) < 1:
@@ -320,7 +489,7 @@ def options_from(args: argparse.Namespace) -> tuple[list[str], ServerOptions, li
         options = ServerOptions(**kw)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return _as_list(settings.get("binrpc"), "binrpc"), options, modules
+    return binrpc, options, modules
 
 
 def load_module(name: str, registry: Registry) -> None:
@@ -388,7 +557,7 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     return None, "asyncio"
 
 
-async def _run(addresses: list[str], options: ServerOptions, registry: Registry) -> int:
+async def _run(addresses: list[str | Listen], options: ServerOptions, registry: Registry) -> int:
     server = serve(registry, *addresses, options=options)
     await server.start()
     loop = asyncio.get_running_loop()

@@ -7,9 +7,13 @@ import contextlib
 import os
 import socket
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
 
 from .._address import Address
-from .._errors import BinrpcError, TransportError
+from .._errors import BinrpcError, ConnectError, TransportError
 from .._values import Value
 from ._core import (
     DEFAULT_MAX_REPLY_SIZE,
@@ -21,7 +25,7 @@ from ._core import (
     resolve_address,
 )
 from ._errors import ReceiveError, closed_error, os_error, timeout_error
-from ._sync import open_socket
+from ._sync import open_socket, tls_address
 
 __all__ = ["AsyncClient"]
 
@@ -132,8 +136,12 @@ class AsyncClient:
         reply_path: str | None = None,
         reply_dir: str | None = None,
         udp_default: bool = False,
+        tls: bool | ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
-        self.address: Address = resolve_address(address, udp_default=udp_default)
+        self.address: Address = tls_address(resolve_address(address, udp_default=udp_default), tls)
+        self.tls = tls
+        self.server_hostname = server_hostname
         self.timeouts: Timeouts = Timeouts.of(timeout)
         self.max_reply_size = max_reply_size
         self.reply_path = reply_path
@@ -208,7 +216,22 @@ class AsyncClient:
             stream = self.address.is_stream
             new = _Connection(self, stream)
             try:
-                if stream:
+                if self.address.proto == "tls":
+                    from ._tls import client_context, handshake_error
+
+                    try:
+                        await loop.create_connection(
+                            lambda: new,
+                            sock=sock,
+                            ssl=client_context(self.tls),
+                            server_hostname=self.server_hostname or self.address.host,
+                            ssl_handshake_timeout=self.timeouts.connect,
+                        )
+                    except (OSError, TimeoutError) as exc:
+                        raise ConnectError(
+                            0, f"TLS handshake with {self.address} failed: {handshake_error(exc)}"
+                        ) from exc
+                elif stream:
                     await loop.create_connection(lambda: new, sock=sock)
                 else:
                     await loop.create_datagram_endpoint(lambda: new, sock=sock)

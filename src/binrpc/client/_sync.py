@@ -34,6 +34,7 @@ from ._errors import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
+    from ssl import SSLContext
     from types import TracebackType
     from typing import TypeAlias
 
@@ -86,10 +87,15 @@ def open_socket(
     connect_timeout: float | None,
     reply_path: str | None = None,
     reply_dir: str | None = None,
+    tls: SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> tuple[_socket.socket, str | None]:
     """Create and connect a socket for ``address``; return it and the unixd reply path to
     unlink afterwards (``None`` when there is nothing to remove: abstract names, other
     transports).
+
+    ``tls``: for tcp/tls addresses, run a TLS handshake with this context (checking
+    ``server_hostname``, by default the address's host) within the connect timeout.
 
     unix datagram sockets are bound first so that the server can answer: to exactly
     ``reply_path`` (kamcmd ``-R``), else to an auto-named path in ``reply_dir`` (``-D``), else to
@@ -114,9 +120,9 @@ def open_socket(
         return sock, None
     if address.proto == "unixd":
         return _open_unixd(address, reply_path, reply_dir)
-    if address.proto not in ("tcp", "udp"):
+    if address.proto not in ("tcp", "tls", "udp"):
         raise ConnectError(f"a client cannot talk to a {address.proto} address ({text})")
-    kind = _socket.SOCK_STREAM if address.proto == "tcp" else _socket.SOCK_DGRAM
+    kind = _socket.SOCK_DGRAM if address.proto == "udp" else _socket.SOCK_STREAM
     if address.host in ("*", ""):
         # "tcp:2049" parses as port 2049 on host "*": a listener's "any", not a peer
         raise ResolveError(address.host, text, "not a host to connect to")
@@ -138,11 +144,50 @@ def open_socket(
             sock.close()
             last = exc
             continue
+        if tls is not None:
+            return _tls_handshake(sock, tls, server_hostname or address.host, text, connect_timeout)
         return sock, None
     if isinstance(last, TimeoutError):
         raise timeout_error("connecting to", text, connect_timeout) from last
     assert last is not None
     raise os_error(ConnectError, "cannot connect to", text, last) from last
+
+
+def _tls_handshake(
+    sock: _socket.socket,
+    tls: SSLContext,
+    server_hostname: str,
+    text: str,
+    connect_timeout: float | None,
+) -> tuple[_socket.socket, str | None]:
+    from ._tls import handshake_error
+
+    try:
+        wrapped = tls.wrap_socket(sock, server_hostname=server_hostname)  # type: ignore[arg-type]
+    except TimeoutError:
+        sock.close()
+        raise timeout_error("TLS handshake with", text, connect_timeout) from None
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        sock.close()
+        raise ConnectError(0, f"TLS handshake with {text} failed: {handshake_error(exc)}") from exc
+    return wrapped, None
+
+
+def tls_address(address: Address, tls: object) -> Address:
+    """``tcp:`` + ``tls`` set -> the ``tls:`` address; refuse TLS on other transports."""
+    if tls is None:
+        return address
+    if tls is False:
+        if address.proto == "tls":
+            raise ValueError(f"{address}: a tls: address needs TLS (tls=False given)")
+        return address
+    if address.proto == "tcp":
+        from .._address import Address
+
+        return Address("tls", address.host, address.port)
+    if address.proto != "tls":
+        raise ValueError(f"TLS needs a tcp or tls address, not {address}")
+    return address
 
 
 def _open_unixd(
@@ -201,6 +246,12 @@ class Client:
             Without either, an abstract-namespace socket is used (nothing on disk).
             A reply socket file is always removed by :meth:`close`.
         udp_default: kamcmd ``-U``: a bare name without ``/`` and port means UDP.
+        tls: TLS for a TCP server: ``True`` (a default context: certificates and host name
+            verified against the system CAs), an ``ssl.SSLContext`` (your CAs, a client
+            certificate for mutual TLS ...), or ``None``: TLS exactly when the address is
+            ``tls:host:port``. A ``tcp:`` address with ``tls`` set is used as ``tls:``.
+        server_hostname: the name the server certificate must carry (default: the host of
+            the address, an IP literal is checked against the certificate's IP addresses).
 
     The connection opens lazily on the first call (or :meth:`connect`). A stream connection
     the server has closed is re-established before the next request; a request is never sent
@@ -223,8 +274,13 @@ class Client:
         reply_path: str | None = None,
         reply_dir: str | None = None,
         udp_default: bool = False,
+        tls: bool | SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
-        self.address: Address = resolve_address(address, udp_default=udp_default)
+        self.address: Address = tls_address(resolve_address(address, udp_default=udp_default), tls)
+        self.tls = tls
+        self.server_hostname = server_hostname
+        self._tls_context: SSLContext | None = None
         self.timeouts: Timeouts = Timeouts.of(timeout)
         self.max_reply_size = max_reply_size
         self.reply_path = reply_path
@@ -255,11 +311,17 @@ class Client:
         """
         if self._sock is not None:
             return
+        if self.address.proto == "tls" and self._tls_context is None:
+            from ._tls import client_context
+
+            self._tls_context = client_context(self.tls)
         self._sock, self._unlink = open_socket(
             self.address,
             connect_timeout=self.timeouts.connect,
             reply_path=self.reply_path,
             reply_dir=self.reply_dir,
+            tls=self._tls_context,
+            server_hostname=self.server_hostname,
         )
         self._assembler = ReplyAssembler(self.max_reply_size)
         self._used = False
@@ -376,9 +438,23 @@ class Client:
                 for reply in c.pipeline(("core.echo", [i]) for i in range(1000)):
                     print(reply.result() if isinstance(reply, Reply) else reply)
         """
+        if self.address.proto == "tls":
+            return self._one_by_one(requests)
         from ._pipeline import Pipeline  # start-up time of one-shot calls
 
         return Pipeline(self, requests, window, on_wait).results()
+
+    def _one_by_one(
+        self, requests: Iterable[tuple[str, Sequence[Value]]]
+    ) -> Iterator[Reply | BinrpcError]:
+        """TLS connections are not pipelined (yet): one request at a time, same results."""
+        from .._errors import BinrpcError
+
+        for method, params in requests:
+            try:
+                yield self.request(method, list(params))
+            except BinrpcError as exc:
+                yield exc
 
     # -- internals ---------------------------------------------------------------------------
     def _stream_is_dead(self, sock: _socket.socket) -> bool:
@@ -391,6 +467,8 @@ class Client:
             return True
         if not readable:
             return False
+        if self.address.proto == "tls":
+            return self._tls_is_dead(sock)
         try:
             sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -398,6 +476,19 @@ class Client:
         except OSError:
             return True
         return True  # EOF, or bytes nobody asked for: start afresh
+
+    @staticmethod
+    def _tls_is_dead(sock: _socket.socket) -> bool:
+        """Readable TLS socket: session tickets (alive), or close_notify/EOF/stray data."""
+        import ssl
+
+        sock.settimeout(0.0)
+        try:
+            return len(sock.recv(1)) >= 0  # data nobody asked for, or EOF: start afresh
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return False  # only TLS records (NewSessionTicket): nothing for us
+        except OSError:
+            return True
 
     def _send(self, packet: bytes) -> None:
         sock = self._sock

@@ -15,13 +15,16 @@
 """
 
 from .._rpc import Method, Registry, RpcContext, RpcLimits, ScanResult
+from ._access import Listen, ListenerPolicy
 from ._options import ServerOptions
 from ._server import Listener, Server, serve
 from ._sockets import ListenerError
 
 __all__ = [
+    "Listen",
     "Listener",
     "ListenerError",
+    "ListenerPolicy",
     "Method",
     "Registry",
     "RpcContext",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
 from .._errors import DecodeError, PacketTooLarge
 from .._rpc import BinrpcContext, Buffer, call_method
+from ._access import ListenerPolicy, peer_creds
 
 if TYPE_CHECKING:
     from ._server import Listener, Server
@@ -47,6 +48,7 @@ def dispatch(
     max_reply_size: int | None,
     *,
     chunk_sink: Callable[[list[Buffer]], object] | None = None,
+    listener: Listener | None = None,
 ) -> tuple[Awaitable[None] | None, BinrpcContext | None, bool]:
     """Run one request packet.
 
@@ -62,8 +64,17 @@ def dispatch(
     except DecodeError as exc:
         sink(encode_fault(400, f"bad request method: {exc.text}", cookie))
         return None, None, True
-    method = server.methods.get(name)
+    methods = server.methods if listener is None or listener.methods is None else listener.methods
+    method = methods.get(name)
     if method is None:
+        refuser = listener.method_filter if listener is not None else None
+        if refuser is not None and refuser.refuses(name):
+            assert listener is not None
+            peer = connection.peer[0] if connection is not None else "a datagram client"
+            log.warning("%s: refused method %s from %s", listener.address, name, peer)
+            text = f"method {name} not allowed on this listener"
+            sink(encode_fault(403, text[:254], cookie))
+            return None, None, False
         text = f"command {name} not found"
         sink(encode_fault(500, text[:254], cookie))
         return None, None, False
@@ -73,7 +84,7 @@ def dispatch(
         sink,
         server.limits,
         method=name,
-        registry=server.methods,
+        registry=methods,
         server=server,
         connection=connection,
         max_reply_size=max_reply_size,
@@ -152,23 +163,57 @@ class StreamConnection(asyncio.Protocol):
             transport.abort()
             self._closed = True
             return
-        server.connections[self] = None
-        self._registered = True
         sock = transport.get_extra_info("socket")
-        if self.listener.address.proto == "tcp":
+        proto = self.listener.address.proto
+        if proto != "unixs":
             peer = transport.get_extra_info("peername")
             if peer:
                 self.peer = (str(peer[0]), str(peer[1]))
-            if sock is not None:
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
+        policy = self.listener.policy
+        if policy.checks_peers and self._refused(transport, sock, policy):
+            transport.abort()
+            self._closed = True
+            return
+        server.connections[self] = None
+        self._registered = True
+        if proto != "unixs" and sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         idle = server.options.idle_timeout
         if idle is not None:
             loop = asyncio.get_running_loop()
             self._last_activity = loop.time()
             self._idle_timer = loop.call_later(idle, self._check_idle)
+
+    def _refused(self, transport: asyncio.Transport, sock: Any, policy: ListenerPolicy) -> bool:
+        """Check the peer against the listener's rules; log and return True if refused."""
+        listener = self.listener
+        refusals = listener.refusals
+        assert refusals is not None
+        if policy.checks_creds:
+            creds = peer_creds(sock) if sock is not None else None
+            if creds is None:
+                refusals.refused("a unix socket peer", "credentials unavailable")
+                return True
+            pid, uid, gid = creds
+            reason = policy.creds_refusal(uid, gid)
+            if reason is not None:
+                refusals.refused(f"pid {pid} uid {uid} gid {gid}", reason)
+                return True
+        if policy.allow_networks is not None:
+            reason = policy.ip_refusal(self.peer[0])
+            if reason is not None:
+                refusals.refused(f"{self.peer[0]} port {self.peer[1]}", reason)
+                return True
+        if listener.address.proto == "tls":
+            peercert = transport.get_extra_info("peercert")
+            reason = policy.cert_refusal(peercert)
+            if reason is not None:
+                refusals.refused(f"{self.peer[0]} port {self.peer[1]}", reason)
+                return True
+        return False
 
     def _touch(self) -> None:
         if self._idle_timer is not None:
@@ -311,11 +356,23 @@ class StreamConnection(asyncio.Protocol):
             slot = _Slot(self)
             queue.append(slot)
             pending, ctx, close = dispatch(
-                self.server, packet, slot.put, self, None, chunk_sink=slot.put_chunks
+                self.server,
+                packet,
+                slot.put,
+                self,
+                None,
+                chunk_sink=slot.put_chunks,
+                listener=self.listener,
             )
         else:
             pending, ctx, close = dispatch(
-                self.server, packet, out.append, self, None, chunk_sink=self._out_chunks
+                self.server,
+                packet,
+                out.append,
+                self,
+                None,
+                chunk_sink=self._out_chunks,
+                listener=self.listener,
             )
         if pending is not None:
             if slot is None and ctx is not None and not ctx.replied:
@@ -454,8 +511,20 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         # (asyncio's selector datagram transport does not subclass DatagramTransport)
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    def refused(self, addr: Any) -> bool:
+        """A UDP datagram from outside ``allow_networks``: logged, never answered."""
+        policy = self.listener.policy
+        if policy.allow_networks is None or not isinstance(addr, tuple):
+            return False
+        reason = policy.ip_refusal(str(addr[0]))
+        if reason is None:
+            return False
+        assert self.listener.refusals is not None
+        self.listener.refusals.refused(f"{addr[0]} port {addr[1]}", reason, "datagram")
+        return True
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.server.closing:
+        if self.server.closing or self.refused(addr):
             return
         try:
             packet = parse_packet(data)
@@ -465,7 +534,12 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         if packet is None:
             return  # incomplete: ignored, as ctl does
         pending, _, _ = dispatch(
-            self.server, packet, lambda reply: self._send(addr, reply), None, self.max_reply_size
+            self.server,
+            packet,
+            lambda reply: self._send(addr, reply),
+            None,
+            self.max_reply_size,
+            listener=self.listener,
         )
         if pending is not None:
             self.server.spawn(pending)

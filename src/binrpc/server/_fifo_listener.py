@@ -65,26 +65,37 @@ REPLY_RETRY_WAIT: Final = 0.08
 _READ_SIZE: Final = 65536
 
 
-def run_fifo_request(
+def run_fifo_request(  # noqa: PLR0917
     server: Server,
     request: FifoRequest,
     sink: Callable[[bytes], object],
     connection: object | None,
     max_reply_size: int | None,
+    listener: Listener | None = None,
+    peer: str = "",
 ) -> Awaitable[None] | None:
     """Run one parsed request; the whole reply goes to ``sink`` exactly once.
 
     Returns the coroutine of an async handler (the caller schedules it) or None when the
     reply has already been sent.
     """
-    method = server.methods.get(request.method)
+    methods = server.methods if listener is None or listener.methods is None else listener.methods
+    method = methods.get(request.method)
     if method is None:
+        refuser = listener.method_filter if listener is not None else None
+        if refuser is not None and refuser.refuses(request.method):
+            assert listener is not None
+            log.warning(
+                "%s: refused method %s from %s", listener.address, request.method, peer or "?"
+            )
+            sink(render_status(403, f"method {request.method} not allowed on this listener"))
+            return None
         sink(render_status(500, f"Command '{request.method}' not found"))
         return None
     ctx = FifoContext(
         request,
         sink,
-        registry=server.methods,
+        registry=methods,
         server=server,
         connection=connection,
         max_reply_size=max_reply_size,
@@ -138,7 +149,9 @@ class FifoStreamConnection(StreamConnection):
             except FifoRequestError as exc:
                 slot.put(render_status(400, str(exc)))
                 continue
-            pending = run_fifo_request(self.server, request, slot.put, self, None)
+            pending = run_fifo_request(
+                self.server, request, slot.put, self, None, self.listener, self.peer[0]
+            )
             if pending is not None:
                 self.server.spawn(pending)
 
@@ -151,7 +164,7 @@ class FifoDatagramEndpoint(DatagramEndpoint):
     """
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.server.closing:
+        if self.server.closing or self.refused(addr):
             return
 
         def sink(reply: bytes) -> None:
@@ -162,7 +175,9 @@ class FifoDatagramEndpoint(DatagramEndpoint):
         except FifoRequestError as exc:
             sink(render_status(400, str(exc)))
             return
-        pending = run_fifo_request(self.server, request, sink, None, self.max_reply_size)
+        pending = run_fifo_request(
+            self.server, request, sink, None, self.max_reply_size, self.listener, str(addr)
+        )
         if pending is not None:
             self.server.spawn(pending)
 
@@ -278,7 +293,9 @@ class FifoFileReader:
             def sink(reply: bytes) -> None:
                 log.debug("%s: %s run, reply discarded (no reply FIFO)", self.name, request.method)
 
-        pending = run_fifo_request(self.server, request, sink, None, None)
+        pending = run_fifo_request(
+            self.server, request, sink, None, None, self.listener, "a FIFO writer"
+        )
         if pending is not None:
             self.server.spawn(pending)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from .._framing import DEFAULT_MAX_PACKET_SIZE
 from .._rpc import RpcLimits
+from ._access import Listen
 
 __all__ = ["ServerOptions"]
 
@@ -75,12 +76,13 @@ class ServerOptions:
     builtins: bool = True
     """Also serve the built-in ``core.*``, ``system.*`` and ``ctl.*`` RPCs (the user's
     registry wins for a name it defines too)."""
-    fifo: tuple[str, ...] = field(default=())
+    fifo: tuple[str | Listen, ...] = field(default=())
     """FIFO text-protocol listeners (ctl ``fifo``), in the syntax of that parameter: a path or
     a bare name is a FIFO file (``/tmp/ser_fifo``, ``fifo:/tmp/ser_fifo``, ``ser_fifo``
     relative to the working directory), ``host:port`` is UDP, and ``udp:``/``tcp:``/
     ``unixs:``/``unixd:`` run the FIFO protocol over that socket. Setting only FIFO listeners
-    disables the default binrpc socket (spec 7.3)."""
+    disables the default binrpc socket (spec 7.3). Items may be :class:`Listen` objects (with
+    access rules); their ``fifo`` flag is implied."""
     fifo_reply_dir: str = "/tmp"
     """Directory of the reply FIFOs named in requests to a FIFO file (ctl hard-codes
     ``/tmp``). Only names without ``.``, ``/`` and ``\\`` are accepted, and only an existing,
@@ -113,7 +115,7 @@ class ServerOptions:
             raise ValueError(f"max_pending_per_connection must be an int >= 1, got {pending!r}")
         # a single address given as a string, or a list: keep a tuple of strings
         fifo: Any = self.fifo
-        if isinstance(fifo, str):
+        if isinstance(fifo, str | Listen):
             object.__setattr__(self, "fifo", (fifo,))
         elif not isinstance(fifo, tuple):
             object.__setattr__(self, "fifo", tuple(fifo))

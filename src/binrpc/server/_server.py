@@ -18,6 +18,14 @@ from .._defaults import default_server_address
 from .._framing import StreamFramer
 from .._rpc import MethodTable, Registry, RpcLimits
 from ..rpcs import builtin_registry
+from ._access import (
+    TLS_HANDSHAKE_TIMEOUT,
+    Listen,
+    ListenerPolicy,
+    MethodFilter,
+    RefusalLog,
+    UnixCredDatagramTransport,
+)
 from ._conn import DatagramEndpoint, StreamConnection
 from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
 from ._options import ServerOptions
@@ -32,7 +40,9 @@ from ._sockets import (
     resolve_ids,
 )
 
-__all__ = ["Listener", "Server", "serve"]
+__all__ = ["Listen", "Listener", "Server", "serve"]
+
+_NO_POLICY = ListenerPolicy()
 
 log = logging.getLogger("binrpc.server")
 
@@ -49,11 +59,18 @@ class Listener:
         bound: the address actually bound (same as ``address`` except for resolved hosts).
         payload: ``binrpc`` or ``fifo`` (the FIFO text protocol, on any transport).
         opened: the socket, or the FIFO file's descriptors.
+        policy: the access rules (:class:`ListenerPolicy`; empty: everything allowed).
+        methods: the methods this listener serves (the server's, minus what ``policy``
+            refuses).
     """
 
     address: Address
     opened: OpenedSocket | OpenedFifo
     payload: str = "binrpc"
+    policy: ListenerPolicy = _NO_POLICY
+    methods: Any = None
+    method_filter: MethodFilter | None = field(default=None, repr=False)
+    refusals: RefusalLog | None = field(default=None, repr=False)
     local_host: str = ""
     local_port: str = ""
     server: asyncio.AbstractServer | None = None
@@ -83,7 +100,7 @@ class Server:
     def __init__(
         self,
         registry: Registry | None,
-        addresses: tuple[str, ...],
+        addresses: tuple[str | Listen, ...],
         options: ServerOptions,
     ) -> None:
         self.options = options
@@ -104,25 +121,34 @@ class Server:
         self._conns_gone: asyncio.Event | None = None
 
     # -- start ------------------------------------------------------------------------------
-    def _parse_addresses(self) -> list[tuple[Address, str]]:
-        """(address, payload) per listener: the binrpc ones, then the fifo ones."""
-        texts: list[tuple[str, str]] = [(text, "binrpc") for text in self._addresses]
-        texts += [(text, "fifo") for text in self.options.fifo]
+    def _parse_addresses(self) -> list[tuple[Address, str, ListenerPolicy]]:
+        """(address, payload, policy) per listener: the binrpc ones, then the fifo ones."""
+        specs: list[tuple[str | Listen, str]] = []
+        for item in self._addresses:
+            fifo = isinstance(item, Listen) and item.fifo
+            specs.append((item, "fifo" if fifo else "binrpc"))
+        specs += [(item, "fifo") for item in self.options.fifo]
         default = False
-        if not texts:
+        if not specs:
             # the default socket only when neither binrpc nor fifo is configured (spec 7.3)
-            texts = [(default_server_address(), "binrpc")]
+            specs = [(default_server_address(), "binrpc")]
             default = True
-        out: list[tuple[Address, str]] = []
-        for text, flavour in texts:
+        out: list[tuple[Address, str, ListenerPolicy]] = []
+        for item, flavour in specs:
+            text = item.address if isinstance(item, Listen) else item
+            policy = item.policy if isinstance(item, Listen) else _NO_POLICY
             try:
                 address = parse_address(text, "fifo" if flavour == "fifo" else "binrpc")
             except AddressError as exc:
                 raise ListenerError(f"bad {flavour} listen address {text!r}: {exc}") from None
+            try:
+                policy.check(address)
+            except ValueError as exc:
+                raise ListenerError(str(exc)) from None
             # ``fifo:`` given as a binrpc address makes a FIFO listener in ctl too (which then
             # reports it as "binrpc"); we report what it speaks
             payload = "fifo" if address.proto == "fifo" else flavour
-            out.append((address, payload))
+            out.append((address, payload, policy))
         if default and out[0][0].is_unix:
             directory = os.path.dirname(out[0][0].path)
             if directory:
@@ -143,18 +169,31 @@ class Server:
         self._closed_event = asyncio.Event()
         addresses = self._parse_addresses()
         uid, gid = resolve_ids(self.options.user, self.options.group)
-        opened: list[tuple[OpenedSocket | OpenedFifo, str]] = []
+        opened: list[tuple[OpenedSocket | OpenedFifo, str, ListenerPolicy]] = []
+        contexts: dict[int, Any] = {}
         try:
-            for address, payload in addresses:
+            for index, (address, _payload, policy) in enumerate(addresses):
+                if address.proto == "tls":
+                    try:
+                        contexts[index] = policy.server_context()
+                    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                        raise ListenerError(f"{address}: cannot load TLS files: {exc}") from None
+            for address, payload, policy in addresses:
                 # one by one, so that a failure closes the ones already open
                 item: OpenedSocket | OpenedFifo
                 if address.proto == "fifo":
                     item = open_fifo(address, self.options.mode, uid, gid)
                 else:
                     item = open_socket(address, self.options.mode, uid, gid)
-                opened.append((item, payload))
-            for item, payload in opened:
-                listener = Listener(item.address, item, payload)
+                opened.append((item, payload, policy))
+            for index, (item, payload, policy) in enumerate(opened):
+                listener = Listener(item.address, item, payload, policy)
+                listener.refusals = RefusalLog(item.address)
+                if policy.filters_methods:
+                    listener.method_filter = MethodFilter(self.methods, policy)
+                    listener.methods = listener.method_filter
+                else:
+                    listener.methods = self.methods
                 if isinstance(item, OpenedFifo):
                     listener.local_host = item.address.path
                     listener.reader = FifoFileReader(self, listener, item)
@@ -162,13 +201,13 @@ class Server:
                     self.listeners.append(listener)
                     continue
                 sock = item.sock
-                if item.address.proto in ("tcp", "udp"):
+                if item.address.is_inet:
                     name = sock.getsockname()
                     listener.local_host, listener.local_port = str(name[0]), str(name[1])
                 else:
                     listener.local_host = item.address.path
                 if item.address.is_stream:
-                    listener.server = await self._start_stream(loop, listener)
+                    listener.server = await self._start_stream(loop, listener, contexts.get(index))
                 else:
                     await self._start_datagram(loop, listener)
                 self.listeners.append(listener)
@@ -180,7 +219,7 @@ class Server:
                     listener.transport.close()
                 if listener.reader is not None:
                     listener.reader.stop_reading()
-            for item, _ in opened:
+            for item, _, _ in opened:
                 _close_opened(item)
             self.listeners = []
             raise
@@ -188,7 +227,7 @@ class Server:
         return self
 
     async def _start_stream(
-        self, loop: asyncio.AbstractEventLoop, listener: Listener
+        self, loop: asyncio.AbstractEventLoop, listener: Listener, tls: Any = None
     ) -> asyncio.AbstractServer:
         kind = FifoStreamConnection if listener.payload == "fifo" else StreamConnection
 
@@ -199,6 +238,14 @@ class Server:
         sock = listener.opened.sock
         if sock.family == socket.AF_UNIX:
             return await loop.create_unix_server(factory, sock=sock, backlog=128)
+        if tls is not None:
+            return await loop.create_server(
+                factory,
+                sock=sock,
+                backlog=128,
+                ssl=tls,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
         return await loop.create_server(factory, sock=sock, backlog=128)
 
     async def _start_datagram(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
@@ -212,7 +259,14 @@ class Server:
             limit = _MAX_DGRAM["udp4"]
         kind = FifoDatagramEndpoint if listener.payload == "fifo" else DatagramEndpoint
         endpoint = kind(self, listener, limit)
-        transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        if sock.family == socket.AF_UNIX and listener.policy.checks_creds:
+            assert listener.refusals is not None
+            transport: asyncio.BaseTransport = UnixCredDatagramTransport(
+                loop, sock, endpoint, listener.policy, listener.refusals
+            )
+            await asyncio.sleep(0)  # connection_made
+        else:
+            transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
         listener.transport = transport
         listener.endpoint = endpoint
 
@@ -353,7 +407,7 @@ def _close_opened(item: OpenedSocket | OpenedFifo) -> None:
 
 def serve(
     registry: Registry | None,
-    *addresses: str,
+    *addresses: str | Listen,
     options: ServerOptions | None = None,
     **changes: Any,
 ) -> Server:
@@ -361,6 +415,10 @@ def serve(
     7.2, plus ``tcp:[::1]:2046``) and on the FIFO-protocol listeners of the ``fifo`` option
     (``fifo=["/tmp/ser_fifo", "udp:*:2050"]``, ``fifo`` parameter syntax). With neither: the
     default control socket (:func:`binrpc._defaults.default_server_address`).
+
+    An address may be a :class:`Listen` with access rules (peer uids/gids, client networks,
+    method allow/deny lists, TLS for ``tls:host:port``); a string has none (the ctl
+    behaviour). ``fifo`` accepts :class:`Listen` items too.
 
     ``options`` and/or keyword arguments (the :class:`ServerOptions` field names) set limits.
     Nothing is opened until the server is started: ``async with serve(...) as srv`` or

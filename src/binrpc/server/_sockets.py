@@ -207,8 +207,8 @@ def open_socket(address: Address, mode: int, uid: int, gid: int) -> OpenedSocket
             sock.close()
             raise ListenerError(f"{address}: cannot bind: {exc.strerror or exc}") from None
         return OpenedSocket(sock, address, file_id)
-    if proto in ("udp", "tcp"):
-        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    if proto in ("udp", "tcp", "tls"):
+        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
         family, sockaddr = _inet_family(address, kind)
         sock = socket.socket(family, kind)
         try:

@@ -667,10 +667,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["python"] = f"{sys.version.split()[0]} ({sys.executable})"
     meta["binrpc"] = f"{args.src or os.path.join(ROOT, 'src')} @ {git_describe(args.src)}"
     meta["loops"] = (
-        f"binrpcd as shipped: asyncio.run() -> {default_loop} (binrpcd cannot select a loop); "
+        f"binrpcd row: --loop asyncio ({default_loop}); "
         + (
-            f"uvloop {uv_version} importable -> extra rows binrpcd+uvloop "
-            "(via bench/_run_binrpcd.py)"
+            f"uvloop {uv_version} importable -> extra rows binrpcd+uvloop (--loop uvloop)"
             if uv_version
             else "uvloop not importable"
         )

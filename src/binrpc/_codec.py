@@ -735,7 +735,7 @@ def _fast_value(
         rtype = tag & 0x0F
         size = tag >> 4
         pos += 1
-        if rtype == T_STR:
+        if rtype == T_STR or rtype == T_INT or rtype == T_BYTES:
             if size & 8:
                 nlen = size & 7
                 if pos + nlen > end:
@@ -747,22 +747,10 @@ def _fast_value(
             nxt = pos + length
             if nxt > end:
                 return None
-            stop = nxt - 1 if length and body[nxt - 1] == 0 else nxt
-            value = body[pos:stop].decode("utf-8", "surrogateescape")
-            pos = nxt
-        elif rtype == T_INT or rtype == T_BYTES:
-            if size & 8:
-                nlen = size & 7
-                if pos + nlen > end:
-                    return None
-                length = from_bytes(body[pos : pos + nlen], "big")
-                pos += nlen
-            else:
-                length = size
-            nxt = pos + length
-            if nxt > end:
-                return None
-            if rtype == T_INT:
+            if rtype == T_STR:
+                stop = nxt - 1 if length and body[nxt - 1] == 0 else nxt
+                value = body[pos:stop].decode("utf-8", "surrogateescape")
+            elif rtype == T_INT:
                 acc = from_bytes(body[max(pos, nxt - 4) : nxt], "big")
                 value = acc - _U32 if acc >= 0x80000000 else acc
             else:

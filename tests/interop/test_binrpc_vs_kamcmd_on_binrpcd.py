@@ -1,0 +1,48 @@
+"""The same command lines as test_binrpc_vs_kamcmd, against our own server: `binrpc` and the
+real kamcmd 1.5 both talk to binrpcd, on all four transports, and must print the same."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import KamcmdRunner
+from .test_binrpc_vs_kamcmd import (
+    DYNAMIC,
+    STATIC,
+    TRANSPORTS,
+    _id,
+    _vvv_without_header,
+    assert_same,
+    run_binrpc,
+)
+from .test_kamcmd_vs_binrpcd import Binrpcd, binrpcd  # noqa: F401  (the binrpcd fixture)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("args", STATIC, ids=_id)
+def test_same_output_as_kamcmd_on_binrpcd(
+    binrpcd: Binrpcd,  # noqa: F811
+    kamcmd: KamcmdRunner,
+    transport: str,
+    args: list[str],
+) -> None:
+    address = binrpcd.binrpc[transport]
+    kam = kamcmd(args, address)
+    ours = run_binrpc(args, address)
+    if args[:1] == ["-vvv"]:
+        assert _vvv_without_header(ours.stdout) == _vvv_without_header(kam.stdout)
+        assert ours.returncode == kam.returncode
+        return
+    assert_same(kam, ours, what=f"binrpcd {transport} {args}")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("args", DYNAMIC, ids=_id)
+def test_same_shape_as_kamcmd_on_binrpcd(
+    binrpcd: Binrpcd,  # noqa: F811
+    kamcmd: KamcmdRunner,
+    transport: str,
+    args: list[str],
+) -> None:
+    address = binrpcd.binrpc[transport]
+    assert_same(kamcmd(args, address), run_binrpc(args, address), dynamic=True)

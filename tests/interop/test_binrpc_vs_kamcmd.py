@@ -227,13 +227,23 @@ def test_same_output_as_kamcmd(
     address = kamailio.binrpc[transport]
     kam = kamcmd(args, address)
     ours = run_binrpc(args, address)
+    assert_same_command(args, kam, ours, what=f"{transport} {args}")
+
+
+def assert_same_command(
+    args: list[str],
+    kam: subprocess.CompletedProcess[bytes],
+    ours: subprocess.CompletedProcess[bytes],
+    what: str,
+) -> None:
+    """assert_same, except that -vvv dumps are compared without their packet headers: they
+    hold the random cookie, minimally encoded in 1-4 bytes, so the header's width (and with it
+    the byte count and the dump's line breaks) may differ by chance."""
     if args[:1] == ["-vvv"]:
-        # the dumps hold the random cookie, minimally encoded: 1-4 bytes, so the header's
-        # width (and with it the byte count and the dump's line breaks) may differ by chance
-        assert _vvv_without_header(ours.stdout) == _vvv_without_header(kam.stdout)
-        assert ours.returncode == kam.returncode
+        assert _vvv_without_header(ours.stdout) == _vvv_without_header(kam.stdout), what
+        assert ours.returncode == kam.returncode, what
         return
-    assert_same(kam, ours, what=f"{transport} {args}")
+    assert_same(kam, ours, what=what)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

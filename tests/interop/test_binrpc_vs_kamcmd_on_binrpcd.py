@@ -11,8 +11,8 @@ from .test_binrpc_vs_kamcmd import (
     STATIC,
     TRANSPORTS,
     _id,
-    _vvv_without_header,
     assert_same,
+    assert_same_command,
     run_binrpc,
 )
 from .test_kamcmd_vs_binrpcd import Binrpcd, binrpcd  # noqa: F401  (the binrpcd fixture)
@@ -28,12 +28,7 @@ def test_same_output_as_kamcmd_on_binrpcd(
 ) -> None:
     address = binrpcd.binrpc[transport]
     kam = kamcmd(args, address)
-    ours = run_binrpc(args, address)
-    if args[:1] == ["-vvv"]:
-        assert _vvv_without_header(ours.stdout) == _vvv_without_header(kam.stdout)
-        assert ours.returncode == kam.returncode
-        return
-    assert_same(kam, ours, what=f"binrpcd {transport} {args}")
+    assert_same_command(args, kam, run_binrpc(args, address), what=f"binrpcd {transport} {args}")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

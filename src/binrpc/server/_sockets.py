@@ -96,19 +96,40 @@ def _alive(path: str) -> bool:
 
 
 def _prepare_unix_path(address: Address) -> None:
-    path = address.path
+    _prepare_path(
+        address,
+        address.path,
+        is_ours=stat.S_ISSOCK,
+        kind="a socket",
+        in_use=_alive,
+        use="listening on",
+    )
+
+
+def _prepare_path(
+    address: Address,
+    path: str,
+    *,
+    is_ours: Callable[[int], bool],
+    kind: str,
+    in_use: Callable[[str], bool],
+    use: str,
+) -> None:
+    """Make ``path`` free for a new socket or FIFO: remove a stale one left by a dead server;
+    refuse (ListenerError) a live one, or anything else at the path (ctl unlinks whatever is
+    there; we never delete a file that is not of our kind)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise ListenerError(f"{address}: cannot check {path}: {exc.strerror}") from None
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ListenerError(f"{address}: {path} exists and is not a socket; not removing it")
-    if _alive(path):
-        raise ListenerError(f"{address}: another server is listening on {path}")
+    if not is_ours(st.st_mode):
+        raise ListenerError(f"{address}: {path} exists and is not {kind}; not removing it")
+    if in_use(path):
+        raise ListenerError(f"{address}: another server is {use} {path}")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a stale socket left by a dead server
+        os.unlink(path)  # stale: left by a dead server
 
 
 def _inet_family(address: Address, kind: int) -> tuple[int, tuple[object, ...]]:
@@ -272,19 +293,14 @@ def _fifo_has_reader(path: str) -> bool:
 
 
 def _prepare_fifo_path(address: Address, path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ListenerError(f"{address}: cannot check {path}: {exc.strerror}") from None
-    if not stat.S_ISFIFO(st.st_mode):
-        # ctl unlinks whatever is there; we never delete a file that is not a FIFO
-        raise ListenerError(f"{address}: {path} exists and is not a FIFO; not removing it")
-    if _fifo_has_reader(path):
-        raise ListenerError(f"{address}: another server is reading the FIFO {path}")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a stale FIFO left by a dead server
+    _prepare_path(
+        address,
+        path,
+        is_ours=stat.S_ISFIFO,
+        kind="a FIFO",
+        in_use=_fifo_has_reader,
+        use="reading the FIFO",
+    )
 
 
 def open_fifo(address: Address, mode: int, uid: int, gid: int) -> OpenedFifo:

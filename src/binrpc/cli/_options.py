@@ -155,6 +155,26 @@ def _unknown(opt: str) -> UsageExit:
     return UsageExit(255, stderr=f"Unknown option `{opt}'.\n")
 
 
+_PLAIN_LONG = frozenset(
+    (
+        "json",
+        "typed",
+        "batch",
+        "kamcmd-exit",
+        "fifo",
+        "fifo-reply-dir",
+        "raw",
+        "tls",
+        "tls-insecure",
+        "tls-ca",
+        "tls-cert",
+        "tls-key",
+        "tls-server-name",
+    )
+)
+"""Long options stored as they are, under their name with ``_`` for ``-``."""
+
+
 def _apply(opts: Options, letter: str, value: str | None) -> None:
     if letter == "s":
         assert value is not None
@@ -187,12 +207,6 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
         if not seconds > 0:
             raise UsageExit(255, stderr=f"ERROR: bad timeout {value!r} (seconds > 0 expected)\n")
         opts.timeout = seconds
-    elif letter == "json":
-        opts.json = True
-    elif letter == "typed":
-        opts.typed = True
-    elif letter == "batch":
-        opts.batch = value
     elif letter == "max-reply":
         assert value is not None
         try:
@@ -201,20 +215,9 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
             opts.max_reply = 0
         if opts.max_reply <= 0:
             raise UsageExit(255, stderr=f"ERROR: bad --max-reply {value!r}\n")
-    elif letter == "kamcmd-exit":
-        opts.kamcmd_exit = True
-    elif letter == "fifo":
-        opts.fifo = value
-    elif letter == "fifo-reply-dir":
-        opts.fifo_reply_dir = value
-    elif letter == "raw":
-        opts.raw = True
-    elif letter == "tls":
-        opts.tls = True
-    elif letter == "tls-insecure":
-        opts.tls_insecure = True
-    elif letter in ("tls-ca", "tls-cert", "tls-key", "tls-server-name"):
-        setattr(opts, letter.replace("-", "_"), value)
+    elif letter in _PLAIN_LONG:
+        # a flag is set to True, an option with an argument to its text
+        setattr(opts, letter.replace("-", "_"), True if value is None else value)
 
 
 def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:

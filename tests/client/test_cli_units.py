@@ -304,6 +304,13 @@ def test_negative_numbers_after_the_method_are_arguments() -> None:
         (["core.ps", "-f"], "Unknown option `-f'.\n"),
         (["-\x01"], "Unknown option character `\\x1'.\n"),
         (["--nope"], "Unknown option `--nope'.\n"),
+        (["--nope=1"], "Unknown option `--nope'.\n"),
+        (["-t"], "Unknown option `-t'.\n"),  # short options: kamcmd's (getopt's '?') wording
+        (["core.ps", "--timeout"], "Option `--timeout' requires an argument.\n"),
+        (["--batch"], "Option `--batch' requires an argument.\n"),
+        (["--json=yes", "core.ps"], "Option `--json' doesn't allow an argument.\n"),
+        (["--json=", "core.ps"], "Option `--json' doesn't allow an argument.\n"),
+        (["--help=x"], "Option `--help' doesn't allow an argument.\n"),
     ],
 )
 def test_option_errors(argv: list[str], stderr: str) -> None:

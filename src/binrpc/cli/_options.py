@@ -224,7 +224,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     """Parse ``argv`` (without the program name).
 
     Raises:
-        UsageExit: -h, -V, or a usage error (``Unknown option `-x'.``, exit 255).
+        UsageExit: -h, -V, or a usage error (exit 255): ``Unknown option `-x'.`` (also for a
+            short option missing its value, as kamcmd), ``Option `--x' requires an
+            argument.``, ``Option `--x' doesn't allow an argument.``
     """
     opts = Options()
     words: list[str] = []
@@ -241,16 +243,17 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
             name, eq, value = arg[2:].partition("=")
             if name not in LONG_OPTIONS:
                 raise _unknown(arg.partition("=")[0])
+            # kamcmd has no long options: getopt_long's two messages, in kamcmd's style
             if LONG_OPTIONS[name]:
                 if not eq:
                     if i >= n:
-                        raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                        raise UsageExit(255, stderr=f"Option `--{name}' requires an argument.\n")
                     value = argv[i]
                     i += 1
                 _apply(opts, name, value)
             else:
                 if eq:
-                    raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                    raise UsageExit(255, stderr=f"Option `--{name}' doesn't allow an argument.\n")
                 _apply(opts, name, None)
             continue
         if len(arg) < 2 or not arg.startswith("-") or (words and looks_numeric(arg)):

@@ -255,6 +255,20 @@ def test_verbose_lines() -> None:
     assert lines[2].index("p") == lines[1].index(".")
 
 
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_hexdump_of_whole_lines_ends_without_ascii(size: int) -> None:
+    # kamcmd (observed): a read whose length is a multiple of 16 ends with a line of 16 hex
+    # bytes and the separating space, without its ASCII column; the lines before keep theirs
+    data = bytes(range(0x41, 0x41 + size))
+    lines = hexdump(data, 7).decode().split("\n")
+    assert lines[0] == f"received {size} bytes in reply (@offset 7):"
+    rows = [data[k : k + 16] for k in range(0, size, 16)]
+    for line, row in zip(lines[1:-2], rows, strict=False):
+        assert line == " ".join(f"{b:02x}" for b in row) + "  " + row.decode()
+    assert lines[-2] == " ".join(f"{b:02x}" for b in rows[-1]) + "  "
+    assert lines[-1] == "" and len(lines) == 2 + len(rows)
+
+
 def test_json_shape_keeps_duplicates() -> None:
     s = Struct([("SET", 1), ("SET", 2), (None, "x"), ("k", Struct(a=1))])
     assert to_json(s) == {"SET": [1, 2], "": ["x"], "k": [{"a": [1]}]}

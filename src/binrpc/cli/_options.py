@@ -306,10 +306,12 @@ Options (as {COMPAT_VERSION}):
     -h          this help message
 Extensions (not in kamcmd):
     -t, --timeout SECONDS  connect and reply timeout for every transport [default: none]
-    --json                 print each reply as one JSON document (faults too):
-                           {{"result": [values]}} / {{"error": {{"code": N, "message": S}}}};
-                           a struct is an object whose values are lists of its members
-                           (repeated names kept; unnamed values under "")
+    --json                 print one JSON document per command, whatever its outcome:
+                           {{"result": [values]}} or {{"error": {{"kind": K, "message": S,
+                           "address": A}}}} (a fault: K is "fault", with "code": N; see
+                           docs/client.md for the kinds); a struct is an object whose
+                           values are lists of its members (repeated names kept; unnamed
+                           values under "")
     --typed                accept typed arguments: i:INT d:DOUBLE b:BYTES s:STRING
     --batch FILE           run the commands of FILE ('-' = stdin), one per line (shell-like
                            quoting, '#' comments), over one connection, replies in order

@@ -107,11 +107,16 @@ def test_json(srv: FakeServer) -> None:
     assert json.loads(r.stdout) == {"result": ["a", 2, 1.5]}
 
 
-def free_tcp_port() -> int:
-    """A loopback port nobody listens on (chosen now): connecting to it is refused."""
-    with socket.socket() as sock:
+def free_port() -> int:
+    """A loopback port nobody listens on (chosen now; free for UDP too): connecting to it is
+    refused."""
+    with socket.socket() as sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:  # taken for UDP: draw again
+            return free_port()
     return port
 
 
@@ -141,10 +146,13 @@ def json_error_cases(srv_address: str, tmp: str) -> list[tuple[str, list[str], s
     missing = f"unixs:{tmp}/no-such.sock"
     return [
         (missing, ["core.echo", "a"], "connect"),
-        (f"tcp:127.0.0.1:{free_tcp_port()}", ["core.echo"], "connect"),  # refused
+        (f"tcp:127.0.0.1:{free_port()}", ["core.echo"], "connect"),  # refused
         ("tcp:no-such-host.invalid:2049", ["core.echo"], "resolve"),
         ("tcp:[::1", ["core.echo"], "address"),
         (f"unixd:{tmp}/no-such.dgram", ["-R", f"{tmp}/no/dir", "core.echo"], "bind"),
+        # a UDP port nobody listens on: ICMP refuses the request (-t: fail rather than hang)
+        (f"udp:127.0.0.1:{free_port()}", ["-t", "10", "core.echo"], "receive"),
+        (f"udp:127.0.0.1:{free_port()}", ["core.echo", "a" * 70000], "send"),  # > 64 KiB
         (srv_address, ["-t", "0.3", "late"], "timeout"),
         (srv_address, ["close"], "closed"),
         (srv_address, ["badrec"], "protocol"),  # a record that does not parse (*)
@@ -178,7 +186,7 @@ def test_json_prints_a_document_for_every_error(srv: FakeServer, tmp_path: Any) 
 
 
 def test_json_with_several_nodes_one_document_each(srv: FakeServer, tmp_path: Any) -> None:
-    refused = f"tcp:127.0.0.1:{free_tcp_port()}"
+    refused = f"tcp:127.0.0.1:{free_port()}"
     missing = f"unixs:{tmp_path}/no-such.sock"
     nodes = [srv.address, refused, "tcp:no-such-host.invalid:2049", missing, "tcp:[::1"]
     r = binrpc("--json", *[a for n in nodes for a in ("-s", n)], "core.echo", "hi")

@@ -269,6 +269,43 @@ def test_hexdump_of_whole_lines_ends_without_ascii(size: int) -> None:
     assert lines[-1] == "" and len(lines) == 2 + len(rows)
 
 
+def test_json_error_kinds_are_the_documented_ones() -> None:
+    from binrpc import (
+        ConnectError,
+        ConnectionClosed,
+        DecodeError,
+        LocalProtocolError,
+        TransportTimeout,
+    )
+    from binrpc._address import AddressError
+    from binrpc.cli._jsondoc import ERROR_KINDS, error_kind
+    from binrpc.client._errors import (
+        BindError,
+        CookieMismatch,
+        ReceiveError,
+        ReplyLost,
+        ResolveError,
+        SendError,
+    )
+
+    cases = {
+        AddressError("x"): "address",
+        ResolveError("h", "tcp:h:1"): "resolve",
+        BindError(2, "x"): "bind",
+        TransportTimeout(0, "x"): "timeout",
+        ConnectError(111, "x"): "connect",
+        SendError(32, "x"): "send",
+        ConnectionClosed(0, "x"): "closed",
+        ReplyLost("a", ValueError()): "closed",
+        ReceiveError(104, "x"): "receive",
+        CookieMismatch(1, 2): "protocol",
+        DecodeError(1): "protocol",
+        LocalProtocolError("x"): "request",
+    }
+    for exc, kind in cases.items():
+        assert error_kind(exc) == kind and kind in ERROR_KINDS, exc
+
+
 def test_json_shape_keeps_duplicates() -> None:
     s = Struct([("SET", 1), ("SET", 2), (None, "x"), ("k", Struct(a=1))])
     assert to_json(s) == {"SET": [1, 2], "": ["x"], "k": [{"a": [1]}]}

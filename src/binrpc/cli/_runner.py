@@ -287,6 +287,8 @@ class Runner:
         return EXIT_ERROR
 
     def _json_argument_error(self, message: str) -> None:
+        """With ``--json``, the document of an error found before sending (``message``:
+        the text for stderr)."""
         if self.opts.json:
             from ._jsondoc import error_document
 
@@ -422,12 +424,10 @@ class Runner:
 
     def _show_help(self, reply: Reply | BinrpcError, topic: str) -> int:
         if isinstance(reply, BinrpcError):
-            self.err(error_message(reply, self.client.address))
-            if self.opts.json:
-                self._json_error(reply)
-            else:
+            self.report(reply)
+            if not self.opts.json:
                 self.write(f"error: no such command {topic}\n".encode("utf-8", "surrogateescape"))
-            return EXIT_OK
+            return EXIT_OK  # kamcmd's
         if self.opts.json:
             return self._print_json(reply)
         from ._render import render_default, render_fault

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -40,6 +42,12 @@ def handler(method: str, params: list[Any], cookie: int) -> list[Any]:
         return [2.0, reply(["late"], cookie)]
     if method == "badrec":
         return [raw_reply(bytes.fromhex("0345616263000484" + "83"), cookie)]
+    if method == "notutf8":
+        return [reply([b"a\xffb", "\u00e9"], cookie)]
+    if method == "close":
+        return [None]
+    if method == "othercookie":
+        return [reply(["x"], cookie ^ 1)]
     if method == "system.listMethods":
         return [reply(["core.echo", "core.psx"], cookie)]
     if method == "system.methodHelp":
@@ -87,9 +95,146 @@ def test_json(srv: FakeServer) -> None:
     assert json.loads(r.stdout) == {"result": [{"SET": [1, 2], "": ["u"]}]}
     r = binrpc("-s", srv.address, "--json", "nope")
     assert r.returncode == 1
-    assert json.loads(r.stdout) == {"error": {"code": 500, "message": "command nope not found"}}
+    assert json.loads(r.stdout) == {
+        "error": {
+            "kind": "fault",
+            "code": 500,
+            "message": "command nope not found",
+            "address": srv.address,
+        }
+    }
     r = binrpc("-s", srv.address, "--json", "core.echo", "a", "2", "1.5")
     assert json.loads(r.stdout) == {"result": ["a", 2, 1.5]}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (chosen now; free for UDP too): connecting to it is
+    refused."""
+    with socket.socket() as sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        try:
+            udp.bind(("127.0.0.1", port))
+        except OSError:  # taken for UDP: draw again
+            return free_port()
+    return port
+
+
+def json_docs(stdout: bytes) -> list[Any]:
+    """Every stdout line as a JSON document (a line that is not one fails the test)."""
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def check_error_doc(doc: Any, kind: str, address: str) -> None:
+    """The documented shape of an error document: exactly these keys, these types."""
+    error = doc["error"]
+    keys = {"kind", "message", "address"} | ({"code"} if kind == "fault" else set())
+    assert set(doc) == {"error"} and set(error) == keys, doc
+    assert error["kind"] == kind and error["address"] == address, doc
+    assert isinstance(error["message"], str) and error["message"], doc
+    assert not error["message"].startswith("ERROR"), doc  # not kamcmd's stderr line
+    assert "[Errno 0]" not in error["message"], doc
+
+
+def mask_cookies(stderr: bytes) -> bytes:
+    """A cookie mismatch's message without the (random) cookies."""
+    return re.sub(rb"(sent|received) +[0-9a-f]+", rb"\1 C", stderr)
+
+
+def json_error_cases(srv_address: str, tmp: str) -> list[tuple[str, list[str], str]]:
+    """(address, command line after ``-s address``, kind) for every kind of error."""
+    missing = f"unixs:{tmp}/no-such.sock"
+    return [
+        (missing, ["core.echo", "a"], "connect"),
+        (f"tcp:127.0.0.1:{free_port()}", ["core.echo"], "connect"),  # refused
+        ("tcp:no-such-host.invalid:2049", ["core.echo"], "resolve"),
+        ("tcp:[::1", ["core.echo"], "address"),
+        (f"unixd:{tmp}/no-such.dgram", ["-R", f"{tmp}/no/dir", "core.echo"], "bind"),
+        # a UDP port nobody listens on: ICMP refuses the request (-t: fail rather than hang)
+        (f"udp:127.0.0.1:{free_port()}", ["-t", "10", "core.echo"], "receive"),
+        (f"udp:127.0.0.1:{free_port()}", ["core.echo", "a" * 70000], "send"),  # > 64 KiB
+        (srv_address, ["-t", "0.3", "late"], "timeout"),
+        (srv_address, ["close"], "closed"),
+        (srv_address, ["badrec"], "protocol"),  # a record that does not parse (*)
+        (srv_address, ["othercookie"], "protocol"),
+        (srv_address, ["nope"], "fault"),
+        (srv_address, ["--typed", "core.echo", "i:x"], "argument"),
+        (srv_address, ["core.echo", *["1"] * 257], "argument"),  # too many arguments
+    ]
+
+
+def test_json_prints_a_document_for_every_error(srv: FakeServer, tmp_path: Any) -> None:
+    for address, args, kind in json_error_cases(srv.address, str(tmp_path)):
+        plain = binrpc("-s", address, *args)
+        r = binrpc("--json", "-s", address, *args)
+        what = f"{address} {args[:3]}: {r.stdout!r} {r.stderr!r}"
+        docs = json_docs(r.stdout)
+        assert len(docs) == 1, what
+        check_error_doc(docs[0], kind, address)
+        # nothing else changes: the same exit status, kamcmd's message still on stderr
+        # (*) except the message of a record error: JSON decodes the reply, not kamcmd
+        # its records one by one
+        assert r.returncode == plain.returncode, what
+        assert mask_cookies(r.stderr) == mask_cookies(plain.stderr) or args == ["badrec"], what
+        assert (b"ERROR" in r.stderr) == (kind != "fault"), what  # a fault is no error
+        assert r.returncode == (1 if kind == "fault" else 255), what
+    fault_doc = json_docs(binrpc("--json", "-s", srv.address, "nope").stdout)[0]
+    assert fault_doc["error"]["code"] == 500
+    assert fault_doc["error"]["message"] == "command nope not found"
+    doc = json_docs(binrpc("--json", "-s", "tcp:no-such-host.invalid:2049", "m").stdout)[0]
+    assert "no-such-host.invalid" in doc["error"]["message"]
+
+
+def test_json_with_several_nodes_one_document_each(srv: FakeServer, tmp_path: Any) -> None:
+    refused = f"tcp:127.0.0.1:{free_port()}"
+    missing = f"unixs:{tmp_path}/no-such.sock"
+    nodes = [srv.address, refused, "tcp:no-such-host.invalid:2049", missing, "tcp:[::1"]
+    r = binrpc("--json", *[a for n in nodes for a in ("-s", n)], "core.echo", "hi")
+    docs = json_docs(r.stdout)
+    assert [d.pop("node") for d in docs] == nodes
+    assert docs[0] == {"result": ["hi"]}
+    for doc, node, kind in zip(
+        docs[1:], nodes[1:], ["connect", "resolve", "connect", "address"], strict=True
+    ):
+        check_error_doc(doc, kind, node)
+    assert r.returncode == 255
+    r = binrpc("--json", "-s", srv.address, "-s", srv.address, "--typed", "core.echo", "i:x")
+    docs = json_docs(r.stdout)
+    assert [d.pop("node") for d in docs] == [srv.address] * 2
+    for doc in docs:
+        check_error_doc(doc, "argument", srv.address)
+
+
+def test_json_batch_documents_every_line(srv: FakeServer, tmp_path: Any) -> None:
+    script = tmp_path / "cmds"
+    script.write_text("core.echo a\nnope\ncore.echo 'unbalanced\ncore.echo b\nclose\n")
+    for verbose in ([], ["-vvv"]):  # pipelined, and one command at a time
+        r = binrpc("--json", "-s", srv.address, "--batch", str(script), *verbose)
+        docs = json_docs(
+            b"".join(line + b"\n" for line in r.stdout.splitlines() if line[:1] == b"{")
+        )
+        assert docs[0] == {"result": ["a"]} and docs[3] == {"result": ["b"]}, r.stdout
+        for doc, kind in zip(docs[1:3] + docs[4:], ["fault", "argument", "closed"], strict=True):
+            check_error_doc(doc, kind, srv.address)
+        assert len(docs) == 5 and r.returncode == 255
+
+
+def test_json_interactive_too_many_arguments_is_a_document(srv: FakeServer) -> None:
+    line = "core.echo " + " ".join(["1"] * 257) + "\n"
+    r = binrpc("--json", "-s", srv.address, input=line.encode())
+    # interactive kamcmd writes this message on stdout: with --json, its document instead
+    assert b"ERROR" not in r.stdout and r.stderr == b""
+    after_echo = r.stdout.split(line.encode(), 1)[1]
+    doc_line, prompt = after_echo.split(b"\n")
+    check_error_doc(json.loads(doc_line), "argument", srv.address)
+    assert prompt == b"kamcmd> "
+
+
+def test_json_is_valid_utf8_with_escapes_for_other_bytes(srv: FakeServer) -> None:
+    r = binrpc("-s", srv.address, "--json", "notutf8")
+    # what is not UTF-8 is written as the escape of its lone surrogate, as documented
+    assert r.stdout == '{"result": ["a\\udcffb", "\u00e9"]}\n'.encode()
+    assert json.loads(r.stdout.decode("utf-8")) == {"result": ["a\udcffb", "\u00e9"]}
 
 
 def test_timeout_option(srv: FakeServer) -> None:

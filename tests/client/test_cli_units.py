@@ -255,6 +255,57 @@ def test_verbose_lines() -> None:
     assert lines[2].index("p") == lines[1].index(".")
 
 
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_hexdump_of_whole_lines_ends_without_ascii(size: int) -> None:
+    # kamcmd (observed): a read whose length is a multiple of 16 ends with a line of 16 hex
+    # bytes and the separating space, without its ASCII column; the lines before keep theirs
+    data = bytes(range(0x41, 0x41 + size))
+    lines = hexdump(data, 7).decode().split("\n")
+    assert lines[0] == f"received {size} bytes in reply (@offset 7):"
+    rows = [data[k : k + 16] for k in range(0, size, 16)]
+    for line, row in zip(lines[1:-2], rows, strict=False):
+        assert line == " ".join(f"{b:02x}" for b in row) + "  " + row.decode()
+    assert lines[-2] == " ".join(f"{b:02x}" for b in rows[-1]) + "  "
+    assert lines[-1] == "" and len(lines) == 2 + len(rows)
+
+
+def test_json_error_kinds_are_the_documented_ones() -> None:
+    from binrpc import (
+        ConnectError,
+        ConnectionClosed,
+        DecodeError,
+        LocalProtocolError,
+        TransportTimeout,
+    )
+    from binrpc._address import AddressError
+    from binrpc.cli._jsondoc import ERROR_KINDS, error_kind
+    from binrpc.client._errors import (
+        BindError,
+        CookieMismatch,
+        ReceiveError,
+        ReplyLost,
+        ResolveError,
+        SendError,
+    )
+
+    cases = {
+        AddressError("x"): "address",
+        ResolveError("h", "tcp:h:1"): "resolve",
+        BindError(2, "x"): "bind",
+        TransportTimeout(0, "x"): "timeout",
+        ConnectError(111, "x"): "connect",
+        SendError(32, "x"): "send",
+        ConnectionClosed(0, "x"): "closed",
+        ReplyLost("a", ValueError()): "closed",
+        ReceiveError(104, "x"): "receive",
+        CookieMismatch(1, 2): "protocol",
+        DecodeError(1): "protocol",
+        LocalProtocolError("x"): "request",
+    }
+    for exc, kind in cases.items():
+        assert error_kind(exc) == kind and kind in ERROR_KINDS, exc
+
+
 def test_json_shape_keeps_duplicates() -> None:
     s = Struct([("SET", 1), ("SET", 2), (None, "x"), ("k", Struct(a=1))])
     assert to_json(s) == {"SET": [1, 2], "": ["x"], "k": [{"a": [1]}]}
@@ -304,6 +355,13 @@ def test_negative_numbers_after_the_method_are_arguments() -> None:
         (["core.ps", "-f"], "Unknown option `-f'.\n"),
         (["-\x01"], "Unknown option character `\\x1'.\n"),
         (["--nope"], "Unknown option `--nope'.\n"),
+        (["--nope=1"], "Unknown option `--nope'.\n"),
+        (["-t"], "Unknown option `-t'.\n"),  # short options: kamcmd's (getopt's '?') wording
+        (["core.ps", "--timeout"], "Option `--timeout' requires an argument.\n"),
+        (["--batch"], "Option `--batch' requires an argument.\n"),
+        (["--json=yes", "core.ps"], "Option `--json' doesn't allow an argument.\n"),
+        (["--json=", "core.ps"], "Option `--json' doesn't allow an argument.\n"),
+        (["--help=x"], "Option `--help' doesn't allow an argument.\n"),
     ],
 )
 def test_option_errors(argv: list[str], stderr: str) -> None:

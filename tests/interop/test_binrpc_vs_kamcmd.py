@@ -230,6 +230,59 @@ def test_same_output_as_kamcmd(
     assert_same_command(args, kam, ours, what=f"{transport} {args}")
 
 
+# command lines whose whole reply (a 7-byte header with a 4-byte cookie, then the body) is 16,
+# 32 and 48 bytes long: kamcmd ends such a -vvv dump with a line without its ASCII column
+WHOLE_LINE_REPLIES: dict[int, list[str]] = {
+    16: ["core.printi", "0", "1", "1", "1", "1"],  # 5 ints: 1 + 4 * 2 bytes
+    32: ["core.echo", "abcdefghijklmnopqrstuv"],  # a 22-character string: 2 + 23 bytes
+    48: ["core.echo", "abcdefghijklmnopqrstuvwxyz0123456789AB"],  # 38 characters: 2 + 39
+}
+
+
+def _mask_dumped_cookie(out: bytes) -> bytes:
+    """A -vvv output with the reply cookie masked where the first dump line shows it: in the
+    hex bytes (``CC``) and in the ASCII column (``C``), if that line has one."""
+    lines = out.split(b"\n")
+    first = lines[1]
+    header = parse_header(bytes.fromhex(first[: 16 * 3].decode()))
+    assert header is not None, out
+    masked = bytearray(first)
+    length_size = (int(first[3:5], 16) >> 2 & 3) + 1  # the second byte's LL bits, + 1
+    for k in range(2 + length_size, header.size):
+        masked[3 * k : 3 * k + 2] = b"CC"
+        if len(masked) > 16 * 3 + 1 + k:
+            masked[16 * 3 + 1 + k] = ord("C")
+    return b"\n".join([lines[0], bytes(masked), *lines[2:]])
+
+
+def _run_with_wide_cookie(
+    run: Any, args: list[str], address: str, size: int
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the client until its random cookie takes 4 bytes: the server echoes the cookie's
+    value minimally encoded, so a cookie below 2**24 (1 in 128 for kamcmd, 1 in 256 for us)
+    shortens the reply; 8 such draws in a row are out of reach."""
+    for _ in range(8):
+        result: subprocess.CompletedProcess[bytes] = run(["-vvv", *args], address)
+        if result.stdout.startswith(b"received %d bytes " % size):
+            return result
+    raise AssertionError(f"no {size}-byte reply in 8 runs: {result.stdout!r}")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("size", sorted(WHOLE_LINE_REPLIES))
+def test_vvv_dump_of_whole_lines_like_kamcmd(
+    kamailio: KamailioEndpoints, kamcmd: KamcmdRunner, transport: str, size: int
+) -> None:
+    address = kamailio.binrpc[transport]
+    args = WHOLE_LINE_REPLIES[size]
+    kam = _run_with_wide_cookie(kamcmd, args, address, size)
+    ours = _run_with_wide_cookie(run_binrpc, args, address, size)
+    assert mask(_mask_dumped_cookie(ours.stdout), False) == mask(
+        _mask_dumped_cookie(kam.stdout), False
+    )
+    assert (ours.stderr, ours.returncode) == (kam.stderr, kam.returncode) == (b"", 0)
+
+
 def assert_same_command(
     args: list[str],
     kam: subprocess.CompletedProcess[bytes],

@@ -171,8 +171,7 @@ def _one_at_a_time(runner: Runner, lines: list[str], first: list[str] | None) ->
     statuses: list[int] = []
     for lineno, words in _parsed(lines, first):
         if isinstance(words, ValueError):
-            runner.err(f"ERROR: line {lineno}: {words}\n")
-            statuses.append(EXIT_ERROR)
+            statuses.append(runner.failing(f"ERROR: line {lineno}: {words}\n")())
             continue
         try:
             statuses.append(runner.run(words))

@@ -224,7 +224,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
     """Parse ``argv`` (without the program name).
 
     Raises:
-        UsageExit: -h, -V, or a usage error (``Unknown option `-x'.``, exit 255).
+        UsageExit: -h, -V, or a usage error (exit 255): ``Unknown option `-x'.`` (also for a
+            short option missing its value, as kamcmd), ``Option `--x' requires an
+            argument.``, ``Option `--x' doesn't allow an argument.``
     """
     opts = Options()
     words: list[str] = []
@@ -241,16 +243,17 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
             name, eq, value = arg[2:].partition("=")
             if name not in LONG_OPTIONS:
                 raise _unknown(arg.partition("=")[0])
+            # kamcmd has no long options: getopt_long's two messages, in kamcmd's style
             if LONG_OPTIONS[name]:
                 if not eq:
                     if i >= n:
-                        raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                        raise UsageExit(255, stderr=f"Option `--{name}' requires an argument.\n")
                     value = argv[i]
                     i += 1
                 _apply(opts, name, value)
             else:
                 if eq:
-                    raise UsageExit(255, stderr=f"Unknown option `--{name}'.\n")
+                    raise UsageExit(255, stderr=f"Option `--{name}' doesn't allow an argument.\n")
                 _apply(opts, name, None)
             continue
         if len(arg) < 2 or not arg.startswith("-") or (words and looks_numeric(arg)):
@@ -303,10 +306,12 @@ Options (as {COMPAT_VERSION}):
     -h          this help message
 Extensions (not in kamcmd):
     -t, --timeout SECONDS  connect and reply timeout for every transport [default: none]
-    --json                 print each reply as one JSON document (faults too):
-                           {{"result": [values]}} / {{"error": {{"code": N, "message": S}}}};
-                           a struct is an object whose values are lists of its members
-                           (repeated names kept; unnamed values under "")
+    --json                 print one JSON document per command, whatever its outcome:
+                           {{"result": [values]}} or {{"error": {{"kind": K, "message": S,
+                           "address": A}}}} (a fault: K is "fault", with "code": N; see
+                           docs/client.md for the kinds); a struct is an object whose
+                           values are lists of its members (repeated names kept; unnamed
+                           values under "")
     --typed                accept typed arguments: i:INT d:DOUBLE b:BYTES s:STRING
     --batch FILE           run the commands of FILE ('-' = stdin), one per line (shell-like
                            quoting, '#' comments), over one connection, replies in order

@@ -294,14 +294,21 @@ def packet_line(msg_type: int, body_len: int, cookie: int) -> bytes:
 
 
 def hexdump(chunk: bytes, offset: int) -> bytes:
-    """The ``-vvv`` dump of one read: header line, then 16 bytes per line with ASCII."""
-    out = bytearray(b"received %d bytes in reply (@offset %d):\n" % (len(chunk), offset))
-    for start in range(0, len(chunk), 16):
+    """The ``-vvv`` dump of one read: header line, then 16 bytes per line with ASCII.
+
+    As kamcmd (observed): when the read's length is a multiple of 16, its last line has no
+    ASCII column, only the hex bytes and the separating space.
+    """
+    size = len(chunk)
+    out = bytearray(b"received %d bytes in reply (@offset %d):\n" % (size, offset))
+    last = size - 16 if size % 16 == 0 else -1  # the line printed without its ASCII column
+    for start in range(0, size, 16):
         row = chunk[start : start + 16]
         out += b"".join(b"%02x " % b for b in row)
         out += b"   " * (16 - len(row))
         out += b" "
-        out += bytes(b if 0x20 <= b < 0x7F else 0x2E for b in row)
+        if start != last:
+            out += bytes(b if 0x20 <= b < 0x7F else 0x2E for b in row)
         out += b"\n"
     return bytes(out)
 

@@ -276,11 +276,43 @@ class Runner:
 
     def _fail(self, message: str) -> int:
         self.err(message)
+        self._json_argument_error(message)
         return EXIT_ERROR
 
     def _fail_out(self, text: bytes) -> int:
-        self.write(text)
+        if self.opts.json:  # stdout holds the documents only
+            self._json_argument_error(text.decode())
+        else:
+            self.write(text)
         return EXIT_ERROR
+
+    def _json_argument_error(self, message: str) -> None:
+        """With ``--json``, the document of an error found before sending (``message``:
+        the text for stderr)."""
+        if self.opts.json:
+            from ._jsondoc import error_document
+
+            text = message.strip().removeprefix("ERROR: ")
+            self.write_json(error_document("argument", text, self.address))
+
+    def report(self, exc: BaseException) -> int:
+        """Report a transport or protocol error: kamcmd's message on stderr and, with
+        ``--json``, its document on stdout. Returns the exit status (255)."""
+        self.err(error_message(exc, self.client.address))
+        self._json_error(exc)
+        return EXIT_ERROR
+
+    def _json_error(self, exc: BaseException) -> None:
+        if self.opts.json:
+            from ._jsondoc import exception_document
+
+            self.write_json(exception_document(exc, self.address))
+
+    def write_json(self, doc: dict[str, object]) -> None:
+        """Print one ``--json`` document (after ``"node"`` with several ``-s``)."""
+        from ._jsondoc import json_line
+
+        self.out.write(json_line(doc, self.address if self.prefix else None))
 
     def _request(self, method: str, params: list[Value]) -> Reply:
         trace = None
@@ -304,8 +336,7 @@ class Runner:
             self.write(fast)  # the common case, first
             return EXIT_OK
         if isinstance(reply, BinrpcError):
-            self.err(error_message(reply, self.client.address))
-            return EXIT_ERROR
+            return self.report(reply)
         # the renderer is loaded when a reply needs it (start-up of one-shot calls)
         from ._render import ReplyFormat, packet_line, render_default, render_fault
 
@@ -343,8 +374,10 @@ class Runner:
     def _print_json(self, reply: Reply) -> int:
         try:
             if reply.type == MsgType.FAULT:
+                from ._jsondoc import error_document
+
                 fault = reply.fault()
-                doc: dict[str, object] = {"error": {"code": fault.code, "message": fault.message}}
+                doc = error_document("fault", fault.message, self.address, code=fault.code)
                 status = self._fault_status()
             else:
                 from ._render import to_json
@@ -353,13 +386,9 @@ class Runner:
                 status = EXIT_OK
         except DecodeError as exc:
             self.err(f"ERROR while parsing the reply: {exc}\n")
+            self._json_error(exc)
             return EXIT_ERROR
-        if self.prefix:
-            doc = {"node": self.address, **doc}
-        import json  # only --json needs it (start-up of the one-shot path)
-
-        line = json.dumps(doc, ensure_ascii=False, separators=(", ", ": "))
-        self.out.write(line.encode("utf-8", "surrogateescape") + b"\n")
+        self.write_json(doc)
         return status
 
     # -- builtins ----------------------------------------------------------------------------
@@ -395,9 +424,10 @@ class Runner:
 
     def _show_help(self, reply: Reply | BinrpcError, topic: str) -> int:
         if isinstance(reply, BinrpcError):
-            self.err(error_message(reply, self.client.address))
-            self.write(f"error: no such command {topic}\n".encode("utf-8", "surrogateescape"))
-            return EXIT_OK
+            self.report(reply)
+            if not self.opts.json:
+                self.write(f"error: no such command {topic}\n".encode("utf-8", "surrogateescape"))
+            return EXIT_OK  # kamcmd's
         if self.opts.json:
             return self._print_json(reply)
         from ._render import render_default, render_fault
@@ -409,6 +439,8 @@ class Runner:
 
     def _show_methods(self, reply: Reply | BinrpcError) -> int:
         if self._methods_from(reply) is None:
+            if isinstance(reply, BinrpcError):
+                self._json_error(reply)
             return EXIT_ERROR
         return self.list_commands()
 

@@ -81,16 +81,25 @@ def _open(
         client = make_client(opts, address)
     except AddressError as exc:
         err(address_error_message(address, exc))
-        return EXIT_ERROR
+        return _open_failed(opts, address, out, prefix, exc)
     try:
         client.connect()
     except TransportError as exc:
         client.close()
         err(error_message(exc, client.address))
-        return EXIT_ERROR
+        return _open_failed(opts, address, out, prefix, exc)
     runner = Runner(client, opts, out, err, prefix=prefix)
     runner.address = address
     return runner
+
+
+def _open_failed(opts: Options, address: str, out: BinaryIO, prefix: bytes, exc: Exception) -> int:
+    """With ``--json``, print the document of an address or connect error; return 255."""
+    if opts.json:
+        from ._jsondoc import exception_document, json_line
+
+        out.write(json_line(exception_document(exc, address), address if prefix else None))
+    return EXIT_ERROR
 
 
 def _one_shot(runner: Runner, words: list[str]) -> int:

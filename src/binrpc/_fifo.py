@@ -23,8 +23,8 @@ in docs/fifo.md): reply bodies are not corrupted; ``*`` does not eat a line (so
 is dropped); struct members come out in the order they were added, nested structs where
 they belong, and a line always ends with ``\\n``; the 64-bit formats (``l j L J``) and
 ``u`` work (so ``core.shmmem`` does); ``.`` (autoconversion) is accepted; an invalid first
-line gets a ``400`` reply instead of a bogus ``200 OK``; a datagram without the final empty
-line is still one request.
+line gets a ``400`` reply instead of a bogus ``200 OK``; a NUL (``\\0``) in a string is
+kept and escaped back, for ``s`` too (binrpc, like C, cuts an ``s`` string at its NUL).
 Kept as in Kamailio: the escapes (``\\c`` and ``\\o`` mean ``:`` and ``,`` on input but are
 written for ``,`` and ``:`` on output), negative integers printed as their unsigned 64-bit
 value, ``rpl_printf`` text without a newline, ``fault`` replacing only the status line.
@@ -393,11 +393,8 @@ def _value_text(ch: str, value: Any, *, full: bool) -> str:
             return "<null string>"
         if isinstance(value, bytes | bytearray | memoryview):
             value = bytes(value).decode("utf-8", "surrogateescape")
-        text = str(value)
-        if ch == "s":
-            nul = text.find("\0")
-            text = text if nul < 0 else text[:nul]
-        return escape(text, full=full)
+        # ``s`` is not cut at a NUL as over binrpc: the FIFO's \0 escape carries it
+        return escape(str(value), full=full)
     if ch == "y":
         return escape(bytes(value).decode("utf-8", "surrogateescape"), full=full)
     raise ValueError(ch)
@@ -504,13 +501,9 @@ class FifoContext(RpcContext):
         n = self._line_no()
         if ch in "sS":
             try:
-                text = unescape(line)
+                return unescape(line)  # a \0 stays a NUL, for s too (see _value_text)
             except ValueError:
                 raise _LineError(500, "Internal Server Error") from None
-            if ch == "s":
-                nul = text.find("\0")
-                text = text if nul < 0 else text[:nul]
-            return text
         if ch == "{":
             return self._struct_line(line, n)
         if line == "":

@@ -52,6 +52,11 @@ VERSION_LINE = f"{NAME} {_version()} ({_arch()}) ".encode()
             b"200 OK\na b\nx\\ty\\\\z\\nw\nc:d,e\n-5\n",
             id="echo-escapes",
         ),
+        # \0 exists so that a NUL survives: it comes back escaped, the string is not cut
+        pytest.param(b":core.echo:{R}\nn\\0u\\rl\n\n", b"200 OK\nn\\0u\\rl\n", id="echo-nul"),
+        pytest.param(b":core.prints:{R}\n\\0a\nb\\0\n\n", b"200 OK\n\\0a\nb\\0\n", id="prints-nul"),
+        pytest.param(b":t.echo:{R}\na\\0b\n\n", b"200 OK\na\\0b\n", id="pythonic-nul"),
+        pytest.param(b":t.struct:{R}\nk\\0:v\\0w\n\n", b"200 OK\nk\\0:v\\0w\n", id="struct-nul"),
         # strtol with base auto: 0x10 -> 16, 010 -> 8, abc -> 0; negatives print unsigned
         pytest.param(
             b":core.printi:{R}\n1\n0x10\n010\n-5\nabc\n\n",

@@ -332,9 +332,23 @@ def test_one_request_per_datagram(fifo_server: FifoServer, transport: str) -> No
     peer = fifo_server.peer(transport)
     # what follows the empty line is ignored, as in ctl
     assert peer.ask(b":core.echo:\nfirst\n\n:core.echo:\nsecond\n\n") == b"200 OK\nfirst\n"
-    # no empty line at the end: still one request (ctl ignores such a datagram)
-    assert peer.ask(b":core.echo:\nabc") == b"200 OK\nabc\n"
-    assert peer.ask(b":core.echo:\nabc\n") == b"200 OK\nabc\n"
+    assert peer.ask(b"\n\r\n:core.echo:\nabc\r\n\r\n") == b"200 OK\nabc\n"
+
+
+INCOMPLETE = b"400 incomplete request (no empty line at its end): not run\n"
+
+
+@pytest.mark.parametrize("transport", SOCKETS)
+def test_a_request_cut_short_is_not_run(fifo_server: FifoServer, transport: str) -> None:
+    # a truncated datagram, or a stream ending before the empty line: never run with the
+    # lines that came (t.add would answer 1); a datagram says why, a stream has nobody to
+    # answer after its end-of-file (ctl: ignored on both)
+    peer = fifo_server.peer(transport)
+    for cut in (b":t.mark:\ncut", b":t.mark:\ncut\n", b":t.add:\n1\n", b":t.add:\n1\n\r"):
+        reply = peer.ask(cut)
+        assert reply == (INCOMPLETE if transport in ("udp", "unixd") else b""), cut
+    assert peer.ask(b":t.marks:\n\n") == b"200 OK\n"
+    assert peer.ask(b":t.add:\n1\n\n") == b"200 OK\n1\n"
 
 
 def test_reply_too_big_for_a_datagram(fifo_server: FifoServer) -> None:

@@ -372,3 +372,26 @@ def test_nul_in_a_string(kam: Side, ours: Side, which: str) -> None:
     assert ours.ask(which, request) == f"200 OK\nx\n{LONG}n\\0u\\rl\n".encode()
     echo = b":core.echo:{R}\nn\\0u\\rl\n\n"
     assert ours.ask(which, echo) == b"200 OK\nn\\0u\\rl\n"
+
+
+def _replies_on_one_socket(side: Side, datagrams: Sequence[bytes]) -> list[bytes]:
+    """Send ``datagrams`` from one UDP socket; the replies in arrival order, until the
+    reply to the last one (``:no.such:``, which both servers answer)."""
+    peer = Peer("udp", side.fifo_udp, "/tmp")
+    replies: list[bytes] = []
+    with peer.connect() as sock:
+        for datagram in datagrams:
+            sock.send(datagram)
+        while not replies or not replies[-1].startswith(b"500 Command 'no.such'"):
+            replies.append(sock.recv(65536))
+    return replies
+
+
+def test_datagram_cut_short_is_not_run(kam: Side, ours: Side) -> None:
+    cut = [b":core.version:\n", b":core.version:"]  # no empty line at the end
+    last = b":no.such:\n\n"
+    not_found = b"500 Command 'no.such' not found\n"
+    # Kamailio ignores them silently (the first reply is the last request's); ours says why
+    assert _replies_on_one_socket(kam, [*cut, last]) == [not_found]
+    incomplete = b"400 incomplete request (no empty line at its end): not run\n"
+    assert _replies_on_one_socket(ours, [*cut, last]) == [incomplete, incomplete, not_found]

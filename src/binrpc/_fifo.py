@@ -23,8 +23,9 @@ in docs/fifo.md): reply bodies are not corrupted; ``*`` does not eat a line (so
 is dropped); struct members come out in the order they were added, nested structs where
 they belong, and a line always ends with ``\\n``; the 64-bit formats (``l j L J``) and
 ``u`` work (so ``core.shmmem`` does); ``.`` (autoconversion) is accepted; an invalid first
-line gets a ``400`` reply instead of a bogus ``200 OK``; a datagram without the final empty
-line is still one request.
+line, or a datagram without the empty line, gets a ``400`` reply (ctl: a bogus ``200 OK``,
+or silence); a NUL (``\\0``) in a string is kept and escaped back, for ``s`` too (binrpc,
+like C, cuts an ``s`` string at its NUL).
 Kept as in Kamailio: the escapes (``\\c`` and ``\\o`` mean ``:`` and ``,`` on input but are
 written for ``,`` and ``:`` on output), negative integers printed as their unsigned 64-bit
 value, ``rpl_printf`` text without a newline, ``fault`` replacing only the status line.
@@ -60,6 +61,7 @@ __all__ = [
     "FifoRequestError",
     "FifoTooLarge",
     "build_fifo_request",
+    "datagram_request",
     "escape",
     "escape_param",
     "format_param",
@@ -197,12 +199,7 @@ class FifoFramer:
             FifoTooLarge: the buffer exceeded ``max_request_size`` without a request.
         """
         buf = self._buf
-        start = 0
-        n = len(buf)
-        while start < n and buf[start] in (0x0A, 0x0D):  # skip blank lines
-            if buf[start] == 0x0D and start + 1 >= n:
-                break  # a lone CR at the end: wait for what follows
-            start += 1
+        start = _skip_blank_lines(buf)
         end = _find_blank_line(buf, max(start, self._resume))
         if end is None:
             if start:
@@ -220,6 +217,27 @@ class FifoFramer:
         del buf[:consumed]
         self._resume = 0
         return request
+
+
+def datagram_request(data: bytes) -> bytes | None:
+    """The request in one datagram, cut as :class:`FifoFramer` cuts a stream (blank lines
+    before it skipped, what follows its empty line ignored), or None when the datagram has no
+    empty line: a request cut short (a truncated datagram), never to be run."""
+    start = _skip_blank_lines(data)
+    end = _find_blank_line(data, start)
+    return None if end is None else data[start : end[0]]
+
+
+def _skip_blank_lines(buf: bytes | bytearray) -> int:
+    """The offset of the first byte after the blank lines (LF, CR) ``buf`` starts with; a
+    CR at the very end is not skipped (an LF may follow it)."""
+    start = 0
+    n = len(buf)
+    while start < n and buf[start] in (0x0A, 0x0D):
+        if buf[start] == 0x0D and start + 1 >= n:
+            break
+        start += 1
+    return start
 
 
 def _find_blank_line(buf: bytes | bytearray, start: int) -> tuple[int, int] | None:
@@ -259,7 +277,7 @@ def _lines(data: bytes) -> list[str]:
 
 
 def parse_fifo_request(data: bytes) -> FifoRequest:
-    """Parse one request (the bytes :class:`FifoFramer` returns, or a whole datagram).
+    """Parse one request (the bytes :class:`FifoFramer` or :func:`datagram_request` returns).
 
     Parameter lines end at the first empty line; anything after it is ignored.
 
@@ -393,11 +411,8 @@ def _value_text(ch: str, value: Any, *, full: bool) -> str:
             return "<null string>"
         if isinstance(value, bytes | bytearray | memoryview):
             value = bytes(value).decode("utf-8", "surrogateescape")
-        text = str(value)
-        if ch == "s":
-            nul = text.find("\0")
-            text = text if nul < 0 else text[:nul]
-        return escape(text, full=full)
+        # ``s`` is not cut at a NUL as over binrpc: the FIFO's \0 escape carries it
+        return escape(str(value), full=full)
     if ch == "y":
         return escape(bytes(value).decode("utf-8", "surrogateescape"), full=full)
     raise ValueError(ch)
@@ -504,13 +519,9 @@ class FifoContext(RpcContext):
         n = self._line_no()
         if ch in "sS":
             try:
-                text = unescape(line)
+                return unescape(line)  # a \0 stays a NUL, for s too (see _value_text)
             except ValueError:
                 raise _LineError(500, "Internal Server Error") from None
-            if ch == "s":
-                nul = text.find("\0")
-                text = text if nul < 0 else text[:nul]
-            return text
         if ch == "{":
             return self._struct_line(line, n)
         if line == "":

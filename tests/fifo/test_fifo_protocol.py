@@ -12,6 +12,7 @@ from binrpc._fifo import (
     FifoRequest,
     FifoRequestError,
     FifoTooLarge,
+    datagram_request,
     escape,
     parse_fifo_request,
     unescape,
@@ -57,6 +58,28 @@ def test_blank_lines_between_requests_are_skipped() -> None:
     framer = FifoFramer()
     framer.feed(b"\n\r\n\n:a:\n\n\n\n:b:\nx\n\n")
     assert drain(framer) == [b":a:\n", b":b:\nx\n"]
+
+
+@pytest.mark.parametrize(
+    ("datagram", "wanted"),
+    [
+        (b":a:\nx\n\n", b":a:\nx\n"),
+        (b"\r\n\n:a:\r\nx\r\n\r\n:b:\n\n", b":a:\r\nx\r\n"),  # blank lines, what follows
+        (b":a:\nx\n", None),  # cut short: no empty line
+        (b":a:\nx", None),
+        (b":a:\nx\n\r", None),
+        (b"\n\n", None),
+        (b"", None),
+    ],
+)
+def test_a_datagram_is_a_request_only_with_its_empty_line(
+    datagram: bytes, wanted: bytes | None
+) -> None:
+    assert datagram_request(datagram) == wanted
+    if wanted is not None:  # the framer cuts a stream the same way
+        framer = FifoFramer()
+        framer.feed(datagram)
+        assert framer.next_request() == wanted
 
 
 STREAM = b":core.echo:r1\nhello\nwor\\tld\n\n:core.version:\n\n:core.printi:\n1\n2\n\n"

@@ -52,6 +52,11 @@ VERSION_LINE = f"{NAME} {_version()} ({_arch()}) ".encode()
             b"200 OK\na b\nx\\ty\\\\z\\nw\nc:d,e\n-5\n",
             id="echo-escapes",
         ),
+        # \0 exists so that a NUL survives: it comes back escaped, the string is not cut
+        pytest.param(b":core.echo:{R}\nn\\0u\\rl\n\n", b"200 OK\nn\\0u\\rl\n", id="echo-nul"),
+        pytest.param(b":core.prints:{R}\n\\0a\nb\\0\n\n", b"200 OK\n\\0a\nb\\0\n", id="prints-nul"),
+        pytest.param(b":t.echo:{R}\na\\0b\n\n", b"200 OK\na\\0b\n", id="pythonic-nul"),
+        pytest.param(b":t.struct:{R}\nk\\0:v\\0w\n\n", b"200 OK\nk\\0:v\\0w\n", id="struct-nul"),
         # strtol with base auto: 0x10 -> 16, 010 -> 8, abc -> 0; negatives print unsigned
         pytest.param(
             b":core.printi:{R}\n1\n0x10\n010\n-5\nabc\n\n",
@@ -327,9 +332,23 @@ def test_one_request_per_datagram(fifo_server: FifoServer, transport: str) -> No
     peer = fifo_server.peer(transport)
     # what follows the empty line is ignored, as in ctl
     assert peer.ask(b":core.echo:\nfirst\n\n:core.echo:\nsecond\n\n") == b"200 OK\nfirst\n"
-    # no empty line at the end: still one request (ctl ignores such a datagram)
-    assert peer.ask(b":core.echo:\nabc") == b"200 OK\nabc\n"
-    assert peer.ask(b":core.echo:\nabc\n") == b"200 OK\nabc\n"
+    assert peer.ask(b"\n\r\n:core.echo:\nabc\r\n\r\n") == b"200 OK\nabc\n"
+
+
+INCOMPLETE = b"400 incomplete request (no empty line at its end): not run\n"
+
+
+@pytest.mark.parametrize("transport", SOCKETS)
+def test_a_request_cut_short_is_not_run(fifo_server: FifoServer, transport: str) -> None:
+    # a truncated datagram, or a stream ending before the empty line: never run with the
+    # lines that came (t.add would answer 1); a datagram says why, a stream has nobody to
+    # answer after its end-of-file (ctl: ignored on both)
+    peer = fifo_server.peer(transport)
+    for cut in (b":t.mark:\ncut", b":t.mark:\ncut\n", b":t.add:\n1\n", b":t.add:\n1\n\r"):
+        reply = peer.ask(cut)
+        assert reply == (INCOMPLETE if transport in ("udp", "unixd") else b""), cut
+    assert peer.ask(b":t.marks:\n\n") == b"200 OK\n"
+    assert peer.ask(b":t.add:\n1\n\n") == b"200 OK\n1\n"
 
 
 def test_reply_too_big_for_a_datagram(fifo_server: FifoServer) -> None:

@@ -178,7 +178,7 @@ def test_malformed_requests_on_sockets(
         (b":no.such:\n\n", b"500 Command 'no.such' not found\n"),
         (b":core.echo:\nbad\\escape\n\n", b"500 "),
         (b":core.printi:\n\n", b"200 OK\n"),
-        (b":core.echo:\n\xff\xfe\x00z\n\n", b"200 OK\n\xff\xfe\n"),  # s stops at NUL
+        (b":core.echo:\n\xff\xfe\x00z\n\n", b"200 OK\n\xff\xfe\\0z\n"),  # NUL escaped back
         (b":core.echo:\r\nab\r\n\r\n", b"200 OK\nab\n"),
         (b":core.echo:\n" + b"y" * 60000 + b"\n\n", b"200 OK\n" + b"y" * 60000 + b"\n"),
         (b":system.methodHelp:\n" + b"\\" * 1001 + b"\n\n", b"400 "),

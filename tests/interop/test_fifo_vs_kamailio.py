@@ -13,7 +13,7 @@ Where Kamailio's FIFO code is broken beyond that, the test pins Kamailio's behav
 asserts our intended output instead: struct members come out reversed, ``*`` eats a line
 (``core.prints a b c d`` gives lines 2, 4, 4), ``.`` is refused (so ``core.echo`` cannot work),
 a CRLF ends the request, an invalid first line gets ``200 OK``, the empty terminator line is
-passed as a parameter (``system.methodHelp`` without a name).
+passed as a parameter (``system.methodHelp`` without a name), a string ends at its first NUL.
 """
 
 from __future__ import annotations
@@ -357,3 +357,41 @@ def test_fifo_client_against_kamailio(kam: Side, which: str) -> None:
 def test_fifo_client_connections_over_kamailio_tcp(kam: Side) -> None:
     reply = FifoClient(kam.fifo_tcp, timeout=5).call("ctl.connections")
     assert reply.code == 200 and matches_garbled(reply.raw, b"200 OK\n", [(b"1", b"\n")])
+
+
+@pytest.mark.parametrize("which", FIFO_TRANSPORTS)
+def test_nul_in_a_string(kam: Side, ours: Side, which: str) -> None:
+    # binrpc: Kamailio's C strings end at the first NUL of a STR, and ours do the same
+    assert kam.values("core.echo", "n\0u\rl", "\0x") == ["n", ""]
+    assert ours.values("core.echo", "n\0u\rl", "\0x") == ["n", ""]
+    # FIFO: Kamailio cuts there too ('*' eats line 1, then line 2 comes twice); the \0
+    # escape exists so that the NUL survives: ours escapes it back
+    request = f":core.prints:{{R}}\nx\n{LONG}n\\0u\\rl\n\n".encode()
+    cut = (f"{LONG}n".encode(), b"\n")
+    assert matches_garbled(kam.ask(which, request), b"200 OK\n", [cut, cut])
+    assert ours.ask(which, request) == f"200 OK\nx\n{LONG}n\\0u\\rl\n".encode()
+    echo = b":core.echo:{R}\nn\\0u\\rl\n\n"
+    assert ours.ask(which, echo) == b"200 OK\nn\\0u\\rl\n"
+
+
+def _replies_on_one_socket(side: Side, datagrams: Sequence[bytes]) -> list[bytes]:
+    """Send ``datagrams`` from one UDP socket; the replies in arrival order, until the
+    reply to the last one (``:no.such:``, which both servers answer)."""
+    peer = Peer("udp", side.fifo_udp, "/tmp")
+    replies: list[bytes] = []
+    with peer.connect() as sock:
+        for datagram in datagrams:
+            sock.send(datagram)
+        while not replies or not replies[-1].startswith(b"500 Command 'no.such'"):
+            replies.append(sock.recv(65536))
+    return replies
+
+
+def test_datagram_cut_short_is_not_run(kam: Side, ours: Side) -> None:
+    cut = [b":core.version:\n", b":core.version:"]  # no empty line at the end
+    last = b":no.such:\n\n"
+    not_found = b"500 Command 'no.such' not found\n"
+    # Kamailio ignores them silently (the first reply is the last request's); ours says why
+    assert _replies_on_one_socket(kam, [*cut, last]) == [not_found]
+    incomplete = b"400 incomplete request (no empty line at its end): not run\n"
+    assert _replies_on_one_socket(ours, [*cut, last]) == [incomplete, incomplete, not_found]

@@ -1,19 +1,16 @@
-"""Shared helpers for the server tests: vectors and a sans-I/O request runner."""
+"""Shared helpers for the server tests: the binrpcd command line and a sans-I/O request runner."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from binrpc import Struct, decode_values, encode_request, parse_packet, parse_request
+from binrpc import decode_values, encode_request, parse_packet, parse_request
 from binrpc._codec import MsgType
 from binrpc._errors import DecodeError
 from binrpc._rpc import BinrpcContext, Registry, RpcLimits, call_method
-from binrpc._values import Double
 
 BINRPCD_LOOP = os.environ.get("BINRPC_TEST_LOOP", "asyncio")
 """The event loop of the binrpcd subprocesses the tests start (``--loop``) when their arguments
@@ -27,22 +24,6 @@ def binrpcd_command(*args: str) -> list[str]:
     has a ``--loop``."""
     loop = [] if "--loop" in args or not BINRPCD_LOOP else ["--loop", BINRPCD_LOOP]
     return [sys.executable, "-m", "binrpc.cli.daemon", *loop, *args]
-
-
-VECTORS = Path(os.environ.get("BINRPC_VECTORS", "/work/shared/vectors/kamailio-5.6.3.jsonl"))
-
-
-def load_vectors() -> dict[int, dict[str, Any]]:
-    """The captured exchanges by id (empty when the file is not there)."""
-    if not VECTORS.exists():
-        return {}
-    out: dict[int, dict[str, Any]] = {}
-    with VECTORS.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                d = json.loads(line)
-                out[d["id"]] = d
-    return out
 
 
 def decode_reply(packet: bytes) -> tuple[str, int, Any]:
@@ -106,24 +87,4 @@ def one(registry: Registry, method: str, params: Sequence[Any] = (), **kw: Any) 
     return kind, payload
 
 
-def typed(value: dict[str, Any]) -> Any:
-    """A vectors-file typed value -> Python value for encode_request."""
-    ((key, v),) = value.items()
-    if key == "int":
-        return v
-    if key == "str":
-        return v
-    if key == "str_hex":
-        return bytes.fromhex(v).decode("utf-8", "surrogateescape")
-    if key == "double":
-        return Double(v)
-    if key == "bytes":
-        return bytes.fromhex(v)
-    if key == "struct":
-        return Struct([(n, typed(x)) for n, x in v])
-    if key == "array":
-        return [typed(x) for x in v]
-    raise ValueError(key)
-
-
-__all__ = ["DecodeError", "decode_reply", "load_vectors", "one", "run", "typed"]
+__all__ = ["DecodeError", "decode_reply", "one", "run"]

@@ -188,6 +188,8 @@ def test_config_file_and_flags(workdir: str, module_file: str) -> None:
         (["--module", "binrpc._values"], "exports no RPCs"),
         (["--module", "no_such_module_xyz"], "no_such_module_xyz"),
         (["--max-connections", "many"], "max_connections"),
+        (["--idle-timeout", "-1"], "idle_timeout: bad timeout '-1'"),
+        (["--binrpc-buffer-size", "0"], "binrpc_buffer_size must be an int >= 1, got 0"),
     ],
 )
 def test_startup_errors(args: list[str], message: str) -> None:
@@ -207,6 +209,8 @@ def test_startup_errors(args: list[str], message: str) -> None:
         (b"user = true\n", "user: expected a name or an id, got True"),
         (b"group = 99999999999\n", "group: bad id 99999999999"),
         (b'user = "a\\u0000b"\n', "user: bad name 'a\\x00b'"),
+        (b"write_timeout = -0.5\n", "write_timeout: bad timeout -0.5"),
+        (b"max_connections = 0\n", "max_connections must be an int >= 1, got 0"),
     ],
 )
 def test_bad_config_values_are_errors_not_tracebacks(
@@ -242,6 +246,45 @@ def test_options_from_names() -> None:
     assert opts.idle_timeout == 2.5 and opts.write_timeout is None
     assert (opts.user, opts.group) == ("0", "root")
     assert modules == []
+
+
+# setting -> flag values and TOML values binrpcd refuses
+_TIMEOUT_BAD = (["-1", "-0.5", "nan", "soon"], ["-1", "true", "nan", "[1]"])
+_SIZE_BAD = (["0", "-1", "1.5", "x"], ["0", "-1", "true", "1.5", '"x"'])
+_CTL_SIZE_BAD = (["1.5", "x", ""], ["true", "1.5", '"x"'])  # <= 0 is ctl's fallback
+DAEMON_BAD: dict[str, tuple[list[str], list[str]]] = {
+    **dict.fromkeys(("idle_timeout", "write_timeout", "request_timeout", "call_timeout"),
+                    _TIMEOUT_BAD),
+    "fifo_reply_timeout": (["0", "off", *_TIMEOUT_BAD[0]], ["0", *_TIMEOUT_BAD[1]]),
+    **dict.fromkeys(("binrpc_buffer_size", "max_connections", "max_pending_per_connection"),
+                    _SIZE_BAD),
+    **dict.fromkeys(("binrpc_max_body_size", "binrpc_struct_max_body_size"), _CTL_SIZE_BAD),
+}  # fmt: skip
+
+
+def test_daemon_table_covers_every_timeout_and_size_setting() -> None:
+    from binrpc.cli import daemon
+
+    numeric = {*daemon._INT_SETTINGS, *daemon._FLOAT_SETTINGS, "fifo_reply_timeout"}
+    assert set(DAEMON_BAD) == numeric
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "value"),
+    [(k, True, v) for k, (flags, _) in DAEMON_BAD.items() for v in flags]
+    + [(k, False, v) for k, (_, toml) in DAEMON_BAD.items() for v in toml],
+)
+def test_bad_timeout_or_size_setting_is_a_config_error(
+    workdir: str, key: str, flag: bool, value: str
+) -> None:
+    if flag:
+        args = build_parser().parse_args([f"--{key.replace('_', '-')}", value])
+    else:
+        cfg = Path(workdir) / "bad.toml"
+        cfg.write_text(f"{key} = {value}\n")
+        args = build_parser().parse_args(["--config", str(cfg)])
+    with pytest.raises(ConfigError, match=key):
+        options_from(args)
 
 
 def test_config_unknown_key(workdir: str) -> None:

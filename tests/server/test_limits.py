@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import re
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -163,13 +166,6 @@ def test_pending_cap_counts_replies_queued_behind_an_async_one(endpoints: Endpoi
             assert _reply(c, i + 2) == [f"f{i}"]
 
 
-def test_pending_cap_option_is_checked() -> None:
-    assert ServerOptions().max_pending_per_connection == 128
-    for bad in (0, -1, 1.5, True, "8"):
-        with pytest.raises(ValueError, match="max_pending_per_connection"):
-            ServerOptions(max_pending_per_connection=bad)  # type: ignore[arg-type]
-
-
 # ------------------------------------------------------------------------------------------
 # request_timeout
 
@@ -277,14 +273,6 @@ def test_call_timeout_a_handlers_own_timeout_is_an_internal_error(endpoints: End
         assert _fault(c, 3) == (500, "Internal server error: TimeoutError")
 
 
-def test_call_timeout_option_is_checked() -> None:
-    assert ServerOptions().call_timeout is None
-    for name in ("call_timeout", "request_timeout"):
-        for bad in (0, -1.0, float("nan"), True, "1"):
-            with pytest.raises(ValueError, match=name):
-                ServerOptions(**{name: bad})
-
-
 def test_fifo_stream_pending_cap_bounds_tasks_and_resumes(workdir: str) -> None:
     address = f"unixs:{workdir}/fifo.sock"
     n = 12
@@ -307,3 +295,60 @@ def test_fifo_stream_pending_cap_bounds_tasks_and_resumes(workdir: str) -> None:
             assert chunk, data
             data += chunk
         assert data == expected
+
+
+# ------------------------------------------------------------------------------------------
+# every timeout and size option is checked
+
+NAN, INF = float("nan"), float("inf")
+NOT_NUMBERS = (True, False, "5", b"5", [5])
+# option -> (accepted: given -> stored, refused)
+OPTION_VALUES: dict[str, tuple[dict[Any, Any], tuple[Any, ...]]] = {
+    **{
+        name: ({0.25: 0.25, 3: 3, None: None, INF: None}, (0, 0.0, -1, -0.5, NAN, -INF))
+        for name in ("idle_timeout", "write_timeout", "request_timeout", "call_timeout",
+                     "fifo_partial_timeout")
+    },
+    "fifo_reply_timeout": ({0.25: 0.25, 3: 3}, (0, -1, NAN, INF, None)),
+    "shutdown_timeout": ({0: 0, 0.25: 0.25}, (-0.5, -1, NAN, INF, None)),
+    **{
+        name: ({1: 1, 4096: 4096}, (0, -1, 1.5, None))
+        for name in ("binrpc_buffer_size", "max_connections", "max_pending_per_connection",
+                     "max_request_size")
+    },
+    # ctl reads <= 0 as its fallback (4 and 1 KiB): kept
+    **{
+        name: ({0: 0, -1: -1, 64: 64}, (1.5, None))
+        for name in ("binrpc_max_body_size", "binrpc_struct_max_body_size")
+    },
+}  # fmt: skip
+
+
+def test_option_table_covers_every_numeric_option() -> None:
+    numeric = {
+        f.name
+        for f in dataclasses.fields(ServerOptions)
+        if f.name not in ("mode", "user", "group")
+        and set(str(f.type).split(" | ")) & {"int", "float"}
+    }
+    assert numeric == set(OPTION_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(n, v) for n, (_, bad) in OPTION_VALUES.items() for v in (*bad, *NOT_NUMBERS)],
+    ids=repr,
+)
+def test_bad_timeout_or_size_option_is_refused(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be .*, got {re.escape(repr(value))}$"):
+        ServerOptions(**{name: value})
+    with pytest.raises(ValueError, match=name):
+        ServerOptions().with_changes(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "stored"),
+    [(n, v, s) for n, (good, _) in OPTION_VALUES.items() for v, s in good.items()],
+)
+def test_good_timeout_or_size_option_is_kept(name: str, value: Any, stored: Any) -> None:
+    assert getattr(ServerOptions(**{name: value}), name) == stored

@@ -299,6 +299,13 @@ def test_deferred_fault_dropped_when_body_not_empty() -> None:
     assert one(builtin_registry(), "core.printi", [1, "abc"]) == ("reply", [1])
 
 
+@pytest.mark.parametrize("method", ["core.echo", "core.prints"])
+def test_binrpc_str_is_cut_at_its_first_nul(method: str) -> None:
+    # as Kamailio 5.6.3 (tests/interop: test_nul_in_a_string): its C strings end at the NUL;
+    # over FIFO the NUL survives (tests/fifo: test_exact_replies[echo-nul])
+    assert one(builtin_registry(), method, ["n\0u\rl", "\0x", "a"]) == ("reply", ["n", "", "a"])
+
+
 def test_explicit_fault_takes_precedence() -> None:
     def handler(ctx: RpcContext) -> None:
         if ctx.scan("s") < 1:

@@ -3,14 +3,16 @@ sockets: same reply bytes (or fault code/text/cookie), same close/keep-open beha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..conftest import VECTORS as REPO_VECTORS
+from ..conftest import load_vectors
 from .conftest import Endpoints, RawClient, ServerThread, make_endpoints
-from .helpers import load_vectors
 
-VECTORS = load_vectors()
+VECTORS = {v["id"]: v for v in load_vectors()}
 
 # methods whose reply content is Kamailio's own (version, processes, paths, method list)
 DYNAMIC_METHODS = {
@@ -92,7 +94,6 @@ def run_vector(v: dict[str, Any], ep: Endpoints) -> None:
         assert again.call("core.echo", ["alive"]) == ("reply", ["alive"])
 
 
-@pytest.mark.skipif(not VECTORS, reason="vectors file not available")
 @pytest.mark.parametrize("vid", selected())
 def test_vector(vid: int, workdir: str) -> None:
     v = VECTORS[vid]
@@ -102,9 +103,18 @@ def test_vector(vid: int, workdir: str) -> None:
 
 
 def test_vector_selection_covers_the_brief() -> None:
-    if not VECTORS:
-        pytest.skip("vectors file not available")
     ids = set(selected())
     wanted = {21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 57, 59, 61, 63, 65, 67, 107, 109, 127}
     wanted |= set(range(69, 106, 2))
     assert wanted <= ids, sorted(wanted - ids)
+
+
+def test_replayed_vectors_are_the_repositorys_copy() -> None:
+    # the replay reads tests/vectors, whatever machine it runs on: never an empty selection
+    assert set(VECTORS) == {v["id"] for v in load_vectors(REPO_VECTORS)}
+    assert selected()
+
+
+def test_missing_vectors_fail_rather_than_skip(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="test vectors missing"):
+        load_vectors(tmp_path / "kamailio-5.6.3.jsonl")

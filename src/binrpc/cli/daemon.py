@@ -43,7 +43,6 @@ import asyncio
 import importlib
 import importlib.util
 import logging
-import math
 import os
 import signal
 import sys
@@ -122,18 +121,31 @@ def _bool(value: Any) -> bool:
     raise ConfigError(f"bad boolean {value!r}")
 
 
-def _timeout(value: Any) -> float | None:
+def _timeout(key: str, value: Any) -> float | None:
+    """A timeout setting: seconds > 0, or 0 / ``off`` / ``none`` for no limit."""
     if value is None:
         return None
     if isinstance(value, str) and value.strip().lower() in ("", "none", "off", "0"):
         return None
+    bad = ConfigError(f"{key}: bad timeout {value!r}: expected seconds > 0 (0 or off: none)")
+    if isinstance(value, bool):
+        raise bad
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond 1e308
-        raise ConfigError(f"bad timeout {value!r}: expected seconds") from None
-    if math.isnan(number):  # NaN would silently turn the timeout off
-        raise ConfigError(f"bad timeout {value!r}: expected seconds")
+        raise bad from None
+    if not number >= 0:  # NaN would silently turn the timeout off; -1 is a typo, not "off"
+        raise bad
     return number if number > 0 else None
+
+
+def _int(key: str, value: Any) -> int:
+    """An integer setting: an int, or a string of decimal digits (a flag)."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"{key}: expected an integer, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,20 +460,17 @@ def options_from(
         kw["autoconversion"] = _bool(settings["autoconversion"])
     for key in _INT_SETTINGS:
         if key in settings:
-            try:
-                kw[key] = int(settings[key])
-            except (TypeError, ValueError, OverflowError):  # OverflowError: inf
-                raise ConfigError(f"{key}: expected an integer, got {settings[key]!r}") from None
+            kw[key] = _int(key, settings[key])
     for key in _FLOAT_SETTINGS:
         if key in settings:
-            kw[key] = _timeout(settings[key])
+            kw[key] = _timeout(key, settings[key])
     for key in _STR_SETTINGS:
         if key in settings:
             if not isinstance(settings[key], str) or not settings[key]:
                 raise ConfigError(f"{key}: expected a non-empty string")
             kw[key] = settings[key]
     if "fifo_reply_timeout" in settings:
-        timeout = _timeout(settings["fifo_reply_timeout"])
+        timeout = _timeout("fifo_reply_timeout", settings["fifo_reply_timeout"])
         if timeout is None:
             raise ConfigError("fifo_reply_timeout: expected a number of seconds > 0")
         kw["fifo_reply_timeout"] = timeout
@@ -483,8 +492,6 @@ def options_from(
         fifo += more_fifo
     if fifo:
         kw["fifo"] = tuple(fifo)
-    if kw.get("max_connections", 1) < 1:
-        raise ConfigError("max_connections must be at least 1")
     try:
         options = ServerOptions(**kw)
     except ValueError as exc:

@@ -35,6 +35,7 @@ from .._fifo import (
     FifoRequest,
     FifoRequestError,
     FifoTooLarge,
+    datagram_request,
     parse_fifo_request,
     render_status,
 )
@@ -63,6 +64,7 @@ number. The client is expected to open its reply FIFO before it sends the reques
 REPLY_RETRY_WAIT: Final = 0.08
 """Seconds between those attempts (ctl's 80 ms; ctl sleeps, blocking everybody, we await)."""
 _READ_SIZE: Final = 65536
+INCOMPLETE_DATAGRAM: Final = "incomplete request (no empty line at its end): not run"
 
 
 def run_fifo_request(  # noqa: PLR0917
@@ -159,8 +161,9 @@ class FifoStreamConnection(StreamConnection):
 class FifoDatagramEndpoint(DatagramEndpoint):
     """A UDP or unix datagram ``fifo`` listener: a request per datagram, a reply datagram.
 
-    The datagram need not end with the empty line (ctl ignores such a datagram); what
-    follows the empty line is ignored, as in ctl.
+    What follows the empty line is ignored, as in ctl. A datagram without the empty line (a
+    request cut short) is not run: it gets ``400 incomplete request`` (ctl ignores it
+    silently, leaving its client to time out).
     """
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -170,8 +173,12 @@ class FifoDatagramEndpoint(DatagramEndpoint):
         def sink(reply: bytes) -> None:
             self._send(addr, reply)
 
+        raw = datagram_request(data)
+        if raw is None:
+            sink(render_status(400, INCOMPLETE_DATAGRAM))
+            return
         try:
-            request = parse_fifo_request(data)
+            request = parse_fifo_request(raw)
         except FifoRequestError as exc:
             sink(render_status(400, str(exc)))
             return

@@ -19,6 +19,12 @@ class ServerOptions:
 
     The first group has the names, units and defaults of the Kamailio ``ctl`` module
     parameters (spec 7.1); the second group are limits ctl hard-codes (or lacks).
+
+    Every timeout is a number of seconds > 0 (``shutdown_timeout``: >= 0); those that may be
+    None (no limit) also take ``math.inf``, kept as None. Every count and byte size is an int
+    >= 1, except the two ``*_max_body_size`` options, where ctl reads <= 0 as its fallback.
+    Anything else (0 or a negative timeout, NaN, a bool, a string) raises ValueError naming
+    the option: a zero timeout or size would close every connection as it opens.
     """
 
     mode: int = 0o600
@@ -72,7 +78,7 @@ class ServerOptions:
     FIFO file's buffer discarded)."""
     shutdown_timeout: float = 5.0
     """Seconds :meth:`~binrpc.server.Server.close` waits for running async handlers so that
-    their replies can still be sent; then they are cancelled."""
+    their replies can still be sent; then they are cancelled (0: at once)."""
     builtins: bool = True
     """Also serve the built-in ``core.*``, ``system.*`` and ``ctl.*`` RPCs (the user's
     registry wins for a name it defines too)."""
@@ -102,17 +108,16 @@ class ServerOptions:
         if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
             # chmod would mask it: -1 gives 07777 (world-writable, setuid, setgid, sticky)
             raise ValueError(f"mode must be an int from 0 to 0o7777, got {mode!r}")
-        for name in ("request_timeout", "call_timeout"):
-            value: Any = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
-            ):
-                raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-            if value == math.inf:  # no limit (and no timer: uvloop refuses an infinite delay)
+        for name in _OPTIONAL_TIMEOUTS:
+            if _seconds(self, name, none_ok=True) == math.inf:
+                # no limit (and no timer: uvloop refuses an infinite delay)
                 object.__setattr__(self, name, None)
-        pending: Any = self.max_pending_per_connection
-        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 1:
-            raise ValueError(f"max_pending_per_connection must be an int >= 1, got {pending!r}")
+        _seconds(self, "fifo_reply_timeout")
+        _seconds(self, "shutdown_timeout", zero_ok=True)
+        for name in _POSITIVE_SIZES:
+            _integer(self, name, minimum=1)
+        for name in _CTL_SIZES:
+            _integer(self, name)
         # a single address given as a string, or a list: keep a tuple of strings
         fifo: Any = self.fifo
         if isinstance(fifo, str | Listen):
@@ -138,3 +143,62 @@ class ServerOptions:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+_OPTIONAL_TIMEOUTS = (
+    "idle_timeout",
+    "write_timeout",
+    "request_timeout",
+    "call_timeout",
+    "fifo_partial_timeout",
+)
+"""Seconds > 0, or None (or ``math.inf``, kept as None) for no limit."""
+_POSITIVE_SIZES = (
+    "binrpc_buffer_size",
+    "max_connections",
+    "max_pending_per_connection",
+    "max_request_size",
+)
+"""Counts and byte sizes >= 1: 0 would refuse every connection, request or printf."""
+_CTL_SIZES = ("binrpc_max_body_size", "binrpc_struct_max_body_size")
+"""Any int: ctl replaces a value <= 0 by its fallback (see :meth:`ServerOptions.limits`)."""
+
+
+def _seconds(
+    options: ServerOptions, name: str, *, none_ok: bool = False, zero_ok: bool = False
+) -> Any:
+    """Check the timeout option ``name`` and return its value.
+
+    Raises:
+        ValueError: not a number (a bool, NaN), not > 0 (>= 0 with ``zero_ok``), None without
+            ``none_ok``, or infinite without ``none_ok`` (a deadline that never comes).
+    """
+    value: Any = getattr(options, name)
+    if value is None and none_ok:
+        return value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if (
+        not number
+        or not (value >= 0 if zero_ok else value > 0)
+        or (value == math.inf and not none_ok)
+    ):
+        wanted = "a number of seconds " + (">= 0" if zero_ok else "> 0")
+        wanted += " or None (no limit)" if none_ok else ""
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return value
+
+
+def _integer(options: ServerOptions, name: str, *, minimum: int | None = None) -> None:
+    """Check the size option ``name``: an int (not a bool), at least ``minimum`` if given.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    value: Any = getattr(options, name)
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or (minimum is not None and value < minimum)
+    ):
+        wanted = "an int" + (f" >= {minimum}" if minimum is not None else "")
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")

@@ -35,14 +35,14 @@ from .._codec import MsgType, encode_header, str_record
 from .._errors import BinrpcError, LocalProtocolError, RemoteProtocolError, TransportError
 from ._core import Reply, build_request, next_cookie
 from ._errors import (
+    RECEIVE,
+    SEND,
     CookieMismatch,
-    ReceiveError,
     ReplyLost,
-    SendError,
     UnexpectedPacket,
     closed_error,
-    os_error,
     timeout_error,
+    transport_error,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -385,7 +385,7 @@ class Pipeline:
 
     def _send_failed(self, exc: OSError) -> None:
         client = self.client
-        err = os_error(SendError, "cannot send to", self.address, exc)
+        err = transport_error(SEND, self.address, exc, self.read_timeout)
         batch = self.out_slots
         if self.stream and self.out_pos == 0 and len(self.inflight) == len(batch):
             # nothing of this batch left and nothing else is in flight: no request of ours
@@ -503,7 +503,7 @@ class Pipeline:
         except BlockingIOError:
             pass
         except OSError as exc:
-            error = os_error(ReceiveError, "cannot read the reply from", self.address, exc)
+            error = transport_error(RECEIVE, self.address, exc, self.read_timeout)
         inflight = self.inflight
         largest = self.largest
         for mtype, cookie, body in assembler.take_packets():

@@ -22,13 +22,14 @@ from ._core import (
     resolve_address,
 )
 from ._errors import (
+    BIND,
+    CONNECT,
+    RECEIVE,
+    SEND,
     BindError,
-    ReceiveError,
     ResolveError,
-    SendError,
     closed_error,
-    os_error,
-    timeout_error,
+    transport_error,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -111,12 +112,9 @@ def open_socket(
         try:
             sock.settimeout(connect_timeout)
             sock.connect(address.path)
-        except TimeoutError:
-            sock.close()
-            raise timeout_error("connecting to", text, connect_timeout) from None
         except OSError as exc:
             sock.close()
-            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+            raise transport_error(CONNECT, text, exc, connect_timeout) from exc
         return sock, None
     if address.proto == "unixd":
         return _open_unixd(address, reply_path, reply_dir)
@@ -136,10 +134,6 @@ def open_socket(
         try:
             sock.settimeout(connect_timeout)
             sock.connect(sockaddr)
-        except TimeoutError as exc:
-            sock.close()
-            last = exc
-            continue
         except OSError as exc:
             sock.close()
             last = exc
@@ -147,10 +141,8 @@ def open_socket(
         if tls is not None:
             return _tls_handshake(sock, tls, server_hostname or address.host, text, connect_timeout)
         return sock, None
-    if isinstance(last, TimeoutError):
-        raise timeout_error("connecting to", text, connect_timeout) from last
     assert last is not None
-    raise os_error(ConnectError, "cannot connect to", text, last) from last
+    raise transport_error(CONNECT, text, last, connect_timeout) from last
 
 
 def _tls_handshake(
@@ -160,16 +152,13 @@ def _tls_handshake(
     text: str,
     connect_timeout: float | None,
 ) -> tuple[_socket.socket, str | None]:
-    from ._tls import handshake_error
+    from ._tls import handshake_failure
 
     try:
         wrapped = tls.wrap_socket(sock, server_hostname=server_hostname)  # type: ignore[arg-type]
-    except TimeoutError:
-        sock.close()
-        raise timeout_error("TLS handshake with", text, connect_timeout) from None
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         sock.close()
-        raise ConnectError(0, f"TLS handshake with {text} failed: {handshake_error(exc)}") from exc
+        raise handshake_failure(text, exc, connect_timeout) from exc
     return wrapped, None
 
 
@@ -209,7 +198,7 @@ def _open_unixd(
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE and i + 1 < len(candidates):
                     continue
-                err = os_error(BindError, "cannot bind the reply socket", path or "@auto", exc)
+                err = transport_error(BIND, path or "@auto", exc)
                 assert isinstance(err, BindError)
                 err.path = path
                 raise err from exc
@@ -218,7 +207,7 @@ def _open_unixd(
         try:
             sock.connect(address.path)
         except OSError as exc:
-            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+            raise transport_error(CONNECT, text, exc) from exc
     except BaseException:
         sock.close()
         if bound:
@@ -503,7 +492,7 @@ class Client:
         except (BrokenPipeError, ConnectionResetError) as exc:
             if reconnected or not self.address.is_stream:
                 self.close()
-                raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+                raise transport_error(SEND, str(self.address), exc) from exc
             # the server closed a reused connection between our check and the write
             self.close()
             self.connect()
@@ -518,14 +507,11 @@ class Client:
                 sock.sendall(packet)
             else:
                 sock.send(packet)
-        except TimeoutError:
-            self.close()
-            raise timeout_error("sending to", str(self.address), self.timeouts.read) from None
         except (BrokenPipeError, ConnectionResetError):
             raise
         except OSError as exc:
             self.close()
-            raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+            raise transport_error(SEND, str(self.address), exc, self.timeouts.read) from exc
 
     def _receive(self, cookie: int, trace: TraceHook | None) -> Reply:
         sock = self._sock
@@ -549,16 +535,10 @@ class Client:
                 buf = assembler.buffer() if stream else self._buf
                 try:
                     n = sock.recv_into(buf)
-                except TimeoutError:
-                    raise timeout_error(
-                        "waiting for the reply from", str(address), self.timeouts.read
-                    ) from None
                 except InterruptedError:  # pragma: no cover - PEP 475 retries already
                     continue
                 except OSError as exc:
-                    raise os_error(
-                        ReceiveError, "cannot read the reply from", str(address), exc
-                    ) from exc
+                    raise transport_error(RECEIVE, str(address), exc, self.timeouts.read) from exc
                 if n == 0 and stream:
                     raise closed_error(str(address), got)
                 if trace is not None:

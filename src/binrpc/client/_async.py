@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     _socket_t = _socket.socket
 
 from .._address import Address
-from .._errors import BinrpcError, ConnectionClosed
+from .._errors import BinrpcError
 from .._values import Value
 from ._core import (
     DEFAULT_MAX_REPLY_SIZE,
@@ -26,6 +26,7 @@ from ._core import (
     ReplyAssembler,
     Timeouts,
     build_request,
+    check_size,
     next_cookie,
     resolve_address,
 )
@@ -213,7 +214,7 @@ class AsyncClient:
         self.tls = tls
         self.server_hostname = server_hostname
         self.timeouts: Timeouts = Timeouts.of(timeout)
-        self.max_reply_size = max_reply_size
+        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
         self.reply_path = reply_path
         self.reply_dir = reply_dir
         self._conn: _Connection | None = None

@@ -28,6 +28,7 @@ This module is imported on the first ``pipeline()`` call (start-up time of one-s
 from __future__ import annotations
 
 import errno
+import os
 import select
 import time
 
@@ -221,8 +222,8 @@ class Pipeline:
                     return
                 cookie = (cookie + 1) & 0xFFFFFFFF
                 try:
-                    if params:
-                        packet = build_request(method, params, cookie)
+                    if params or type(method) is not str or not isinstance(params, list | tuple):
+                        packet = build_request(method, params, cookie)  # TypeError if wrong
                     else:  # the body of a call without parameters is made once per method
                         body = bodies.get(method)
                         if body is None:
@@ -409,13 +410,25 @@ class Pipeline:
             if not batch:
                 self._end_batch(fail_current=False)
             return
-        self._end_batch(fail_current=not self.stream)
+        if self.stream:
+            self._fail_half_sent(exc)
+        else:
+            self._end_batch(fail_current=True)
         if self.stream and exc.errno in _RETRY_SEND:
             # requests of ours may have been read: collect the replies written before the
             # close; the rest fail with what the read reports (EOF, reset)
             self.draining = True
         else:
             self._broken(err, close=True)
+
+    def _fail_half_sent(self, exc: OSError) -> None:
+        """The stream failed while a request was half sent: that request failed to be sent
+        (``SendError``, as ``Client`` raises it; half a request is never executed), whatever
+        the read reports to the others. The untouched rest of the batch goes later."""
+        current = self._end_batch(fail_current=False)
+        if current is not None:
+            self.inflight.pop(current.cookie, None)
+            current.result = transport_error(SEND, self.address, exc, self.read_timeout)
 
     # -- receiving -------------------------------------------------------------------------
     def _wait(self) -> None:
@@ -486,6 +499,7 @@ class Pipeline:
         assert sock is not None
         assembler = client._assembler
         error: BinrpcError | None = None
+        cause: OSError | None = None
         try:
             if self.stream:
                 buf = assembler.buffer()
@@ -493,6 +507,7 @@ class Pipeline:
                 del buf  # see ReplyReader.buffer
                 if n == 0:
                     error = closed_error(self.address, assembler.buffered)
+                    cause = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
                 else:
                     assembler.advance(n)
             else:
@@ -504,6 +519,7 @@ class Pipeline:
             pass
         except OSError as exc:
             error = transport_error(RECEIVE, self.address, exc, self.read_timeout)
+            cause = exc
         inflight = self.inflight
         largest = self.largest
         for mtype, cookie, body in assembler.take_packets():
@@ -528,6 +544,8 @@ class Pipeline:
             self._broken(exc, close=True)
             return
         if error is not None:
+            if self.sending and self.stream and cause is not None:
+                self._fail_half_sent(cause)
             self._broken(error, close=self.stream)
 
     def _broken(self, exc: BinrpcError, *, close: bool) -> None:

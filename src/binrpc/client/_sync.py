@@ -18,6 +18,7 @@ from ._core import (
     ReplyAssembler,
     Timeouts,
     build_request,
+    check_size,
     next_cookie,
     resolve_address,
 )
@@ -271,7 +272,7 @@ class Client:
         self.server_hostname = server_hostname
         self._tls_context: SSLContext | None = None
         self.timeouts: Timeouts = Timeouts.of(timeout)
-        self.max_reply_size = max_reply_size
+        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
         self.reply_path = reply_path
         self.reply_dir = reply_dir
         self._sock: _socket.socket | None = None

@@ -46,9 +46,7 @@ def handshake_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def handshake_failure(
-    address: str, exc: BaseException, timeout: float | None
-) -> TransportError:
+def handshake_failure(address: str, exc: BaseException, timeout: float | None) -> TransportError:
     """The exception for a failed TLS handshake with ``address``: ``TransportTimeout`` when
     ``timeout`` (or the kernel's TCP timeout) expired, else ``ConnectError`` with the reason."""
     if isinstance(exc, TimeoutError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
 import os
 import socket
 import threading
@@ -34,13 +35,14 @@ from binrpc import (
     TransportTimeout,
 )
 from binrpc._framing import StreamFramer
-from binrpc.client import AsyncClient, Client
+from binrpc.client import AsyncClient, Client, Timeouts
+from binrpc.client._core import MAX_TIMEOUT
 from binrpc.client._errors import BindError, ReceiveError, ResolveError, SendError
 from binrpc.client._fifo_client import FifoClient
 
 KINDS = ("Client", "Pipeline", "AsyncClient", "FifoClient")
-SOCKET_CLIENTS = frozenset(KINDS)
-BINRPC_CLIENTS = frozenset(("Client", "Pipeline", "AsyncClient"))  # TLS, big stream requests
+ALL = frozenset(KINDS)
+BINRPC = frozenset(("Client", "Pipeline", "AsyncClient"))  # TLS, params lists
 
 
 def call(kind: str, address: str, params: tuple[Any, ...], **kw: Any) -> None:
@@ -284,21 +286,21 @@ def kernel_timeout_on_receive(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Set
 
 FAILURES: list[tuple[Callable[..., Any], type[TransportError], frozenset[str]]] = [
     # (how the failure is set up, the class every client raises, the clients that can meet it)
-    (no_such_host, ResolveError, SOCKET_CLIENTS),
-    (port_closed, ConnectError, SOCKET_CLIENTS),
-    (no_socket_file, ConnectError, SOCKET_CLIENTS),
-    (unixd_reply_dir_missing, BindError, SOCKET_CLIENTS),
-    (connect_timeout, TransportTimeout, SOCKET_CLIENTS),
-    (tls_handshake_timeout, TransportTimeout, BINRPC_CLIENTS),
-    (stream_never_answers, TransportTimeout, SOCKET_CLIENTS),
-    (datagram_never_answered, TransportTimeout, SOCKET_CLIENTS),
-    (closed_before_replying, ConnectionClosed, SOCKET_CLIENTS),
-    (reset_before_replying, ReceiveError, SOCKET_CLIENTS),
-    (icmp_port_unreachable, ReceiveError, SOCKET_CLIENTS),
-    (datagram_too_big, SendError, SOCKET_CLIENTS),
-    (stream_stops_reading, SendError, BINRPC_CLIENTS),
-    (kernel_timeout_on_connect, TransportTimeout, SOCKET_CLIENTS),
-    (kernel_timeout_on_receive, TransportTimeout, SOCKET_CLIENTS),
+    (no_such_host, ResolveError, ALL),
+    (port_closed, ConnectError, ALL),
+    (no_socket_file, ConnectError, ALL),
+    (unixd_reply_dir_missing, BindError, ALL),
+    (connect_timeout, TransportTimeout, ALL),
+    (tls_handshake_timeout, TransportTimeout, BINRPC),
+    (stream_never_answers, TransportTimeout, ALL),
+    (datagram_never_answered, TransportTimeout, ALL),
+    (closed_before_replying, ConnectionClosed, ALL),
+    (reset_before_replying, ReceiveError, ALL),
+    (icmp_port_unreachable, ReceiveError, ALL),
+    (datagram_too_big, SendError, ALL),
+    (stream_stops_reading, SendError, BINRPC),
+    (kernel_timeout_on_connect, TransportTimeout, ALL),
+    (kernel_timeout_on_receive, TransportTimeout, ALL),
 ]
 
 
@@ -324,3 +326,80 @@ def test_one_failure_one_exception_class(
     assert type(exc) is expected, f"{kind}: {type(exc).__name__}: {exc}"
     text = str(exc)
     assert "[Errno 0]" not in text and "None" not in text, text
+
+
+# -- arguments of the wrong type or out of range ----------------------------------------------
+def bad_call(kind: str, address: str, method: Any, params: Any, **kw: Any) -> None:
+    """Construct the client ``kind`` with ``kw`` and call ``method`` with ``params``."""
+    if kind == "Client":
+        with Client(address, **kw) as c:
+            if isinstance(params, tuple):
+                c.call_one(method, *params)
+            else:
+                c.request(method, params)
+    elif kind == "Pipeline":
+        with Client(address, **kw) as c:
+            list(c.pipeline([(method, params)]))
+    elif kind == "AsyncClient":
+
+        async def main() -> None:
+            async with AsyncClient(address, **kw) as c:
+                if isinstance(params, tuple):
+                    await c.call_one(method, *params)
+                else:
+                    await c.request(method, params)
+
+        asyncio.run(main())
+    else:
+        FifoClient(address, reply_dir="/tmp", **kw).call(method, *params)
+
+
+NOT_A_TIMEOUT = [0, 0.0, -1, -0.5, math.inf, -math.inf, math.nan, MAX_TIMEOUT + 1, 10**400]
+
+BAD_ARGUMENTS: list[tuple[str, dict[str, Any], type[Exception], str, frozenset[str]]] = [
+    # (id, the call's arguments, the exception, what its message says, the clients)
+    ("method-None", {"method": None}, TypeError, "method must be a str, not NoneType", ALL),
+    ("method-bytes", {"method": b"core.version"}, TypeError, "method must be a str", ALL),
+    ("params-str", {"params": "abc"}, TypeError, "params must be a list or tuple", BINRPC),
+    ("params-None", {"params": None}, TypeError, "params must be a list or tuple", BINRPC),
+    ("address-int", {"address": 2049}, TypeError, "address must be a str", ALL),
+    ("timeout-str", {"timeout": "5"}, TypeError, "timeout must be a number of seconds", ALL),
+    ("timeout-bool", {"timeout": True}, TypeError, "timeout must be a number of seconds", ALL),
+    *(
+        (f"timeout-{t!r}"[:20], {"timeout": t}, ValueError, "timeout must be a number of s", ALL)
+        for t in NOT_A_TIMEOUT
+    ),
+    ("max-reply-str", {"max_reply_size": "1"}, TypeError, "max_reply_size must be a num", ALL),
+    ("max-reply-0", {"max_reply_size": 0}, ValueError, "max_reply_size must be > 0", ALL),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "message", "kind"),
+    [
+        pytest.param(args, expected, message, kind, id=f"{name}-{kind}")
+        for name, args, expected, message, clients in BAD_ARGUMENTS
+        for kind in KINDS
+        if kind in clients
+    ],
+)
+def test_wrong_arguments_are_named(
+    args: dict[str, Any], expected: type[Exception], message: str, kind: str, tmp_path: Path
+) -> None:
+    # nothing listens there: an argument that is not checked fails later, as a ConnectError
+    call_args = {"address": f"unixs:{tmp_path}/missing", "method": "core.version", "params": ()}
+    kw = {k: v for k, v in args.items() if k not in call_args}
+    call_args.update((k, v) for k, v in args.items() if k in call_args)
+    with pytest.raises(Exception) as info:
+        bad_call(kind, call_args["address"], call_args["method"], call_args["params"], **kw)
+    assert type(info.value) is expected, f"{type(info.value).__name__}: {info.value}"
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("bad", NOT_A_TIMEOUT, ids=lambda t: repr(t)[:12])
+def test_timeouts_refuse_what_is_not_a_timeout(bad: float) -> None:
+    for make in (Timeouts.of, lambda t: Timeouts(t, 1), lambda t: Timeouts(1, t)):
+        with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+            make(bad)
+    assert Timeouts.of(MAX_TIMEOUT) == Timeouts(MAX_TIMEOUT, MAX_TIMEOUT)
+    assert Timeouts.of(0.001).read == 0.001

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .._values import Value
 
 __all__ = [
+    "DATAGRAM_REPLY_DEADLINE",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_REPLY_SIZE",
     "DEFAULT_READ_TIMEOUT",
@@ -51,6 +52,13 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 DEFAULT_READ_TIMEOUT: Final = 30.0
 """Seconds allowed between sending a request and receiving its whole reply."""
+
+DATAGRAM_REPLY_DEADLINE: Final = 10.0
+"""Seconds a datagram request waits for its reply when the client has no read timeout
+(``binrpc --batch`` without ``-t``): a datagram or its reply can be lost (a full receive queue,
+a busy peer) and nothing else would ever end the wait. The request is then reported as timed
+out -- never sent again: it may have been executed -- and its late reply, if any, is dropped
+by its cookie. Streams need none: a lost connection is reported by the kernel."""
 
 MAX_TIMEOUT: Final = 2_147_483
 """Largest timeout in seconds (about 24.8 days): ``poll()`` takes milliseconds in a C int.

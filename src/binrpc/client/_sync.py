@@ -12,6 +12,7 @@ import time
 
 from .._errors import ConnectError, ConnectionClosed, TransportError
 from ._core import (
+    DATAGRAM_REPLY_DEADLINE,
     DEFAULT_MAX_REPLY_SIZE,
     DGRAM_RECV_SIZE,
     Reply,
@@ -400,6 +401,7 @@ class Client:
         *,
         window: int = 64,
         on_wait: Callable[[], object] | None = None,
+        datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
     ) -> Iterator[Reply | BinrpcError]:
         """Send ``(method, params)`` requests ahead of their replies on this connection and
         yield, strictly in the order of ``requests``, each one's raw :class:`Reply` (faults
@@ -418,6 +420,12 @@ class Client:
           :class:`~binrpc.client.ReplyLost`); a request is never sent twice once it may have
           reached the server; the requests not yet sent go on a new connection.
 
+        On a datagram socket (UDP, unixd) a request or its reply can be lost: without a read
+        timeout (``timeout=None``), a request whose reply has not come ``datagram_deadline``
+        seconds after it was sent yields ``TransportTimeout`` (``None``: wait forever); it is
+        never sent again. The replies in flight are kept within half the socket's receive
+        buffer, so that the kernel does not drop them while the caller is busy.
+
         Stopping the iteration early (``break``, an exception) closes a stream connection that
         still has replies to come. ``on_wait`` is called each time the pipeline is about to
         wait for the server (``binrpc --batch`` flushes its output there).
@@ -432,7 +440,7 @@ class Client:
             return self._one_by_one(requests)
         from ._pipeline import Pipeline  # start-up time of one-shot calls
 
-        return Pipeline(self, requests, window, on_wait).results()
+        return Pipeline(self, requests, window, on_wait, datagram_deadline).results()
 
     def _one_by_one(
         self, requests: Iterable[tuple[str, Sequence[Value]]]

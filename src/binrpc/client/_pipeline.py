@@ -7,9 +7,10 @@ each other (no deadlock whatever the sizes).
 
 How much is in flight: at most ``window`` requests, and no more than ~64 KiB of replies by the
 largest reply seen so far (8 requests until one is seen; 4 on unix datagram sockets, whose
-queues hold 10 datagrams; on datagram sockets, no more than half their receive buffer). The ctl module writes each reply once and waits at most 10 ms for
-room: replies must never pile up unread beyond what the kernel buffers hold while the caller
-is busy with earlier results (a blocked stdout, say), or Kamailio truncates them.
+queues hold 10 datagrams; on datagram sockets, no more than half their receive buffer). The
+ctl module writes each reply once and waits at most 10 ms for room: replies must never pile
+up unread beyond what the kernel buffers hold while the caller is busy with earlier results
+(a blocked stdout, say), or Kamailio truncates them.
 
 Failures (the rules ``binrpc --batch`` documents):
 

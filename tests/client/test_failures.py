@@ -229,21 +229,20 @@ def datagram_never_answered(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Setup
 
 
 @contextlib.contextmanager
-def closed_before_replying(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Setup]:
-    peer = StreamPeer(socket.AF_INET, ("127.0.0.1", 0), close_after_request)
+def tcp_peer(action: Callable[[socket.socket], None], **kw: Any) -> Iterator[Setup]:
+    peer = StreamPeer(socket.AF_INET, ("127.0.0.1", 0), action)
     try:
-        yield Setup(f"tcp:127.0.0.1:{peer.sock.getsockname()[1]}")
+        yield Setup(f"tcp:127.0.0.1:{peer.sock.getsockname()[1]}", kw)
     finally:
         peer.close()
 
 
-@contextlib.contextmanager
-def reset_before_replying(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Setup]:
-    peer = StreamPeer(socket.AF_INET, ("127.0.0.1", 0), reset_after_request)
-    try:
-        yield Setup(f"tcp:127.0.0.1:{peer.sock.getsockname()[1]}")
-    finally:
-        peer.close()
+def closed_before_replying(tmp: Path, mp: pytest.MonkeyPatch) -> Any:
+    return tcp_peer(close_after_request)
+
+
+def reset_before_replying(tmp: Path, mp: pytest.MonkeyPatch) -> Any:
+    return tcp_peer(reset_after_request)
 
 
 @contextlib.contextmanager
@@ -274,14 +273,9 @@ def kernel_timeout_on_connect(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Set
         yield Setup(f"tcp:127.0.0.1:{s.getsockname()[1]}", {"timeout": None})
 
 
-@contextlib.contextmanager
-def kernel_timeout_on_receive(tmp: Path, mp: pytest.MonkeyPatch) -> Iterator[Setup]:
-    peer = StreamPeer(socket.AF_INET, ("127.0.0.1", 0), hold_after_one_byte)
+def kernel_timeout_on_receive(tmp: Path, mp: pytest.MonkeyPatch) -> Any:
     kernel_etimedout(mp, "receive")
-    try:
-        yield Setup(f"tcp:127.0.0.1:{peer.sock.getsockname()[1]}", {"timeout": None})
-    finally:
-        peer.close()
+    return tcp_peer(hold_after_one_byte, timeout=None)
 
 
 FAILURES: list[tuple[Callable[..., Any], type[TransportError], frozenset[str]]] = [

@@ -395,6 +395,14 @@ def test_header_refuses_out_of_range_fields() -> None:
         encode_header(MsgType.REPLY, 0, -1)
 
 
+@pytest.mark.parametrize("mtype", [2, 4, 15, 16, -1, 1 << 40])
+def test_header_refuses_invalid_message_types(mtype: int) -> None:
+    # only request, reply and fault exist (a type-2 header is a packet no peer accepts,
+    # a type of 16 would overflow into the magic byte)
+    with pytest.raises(LocalProtocolError, match=f"message type {mtype}"):
+        encode_header(mtype, 0, 1)
+
+
 def test_empty_reply() -> None:
     assert encode_reply([], 0x77) == h("a1 10 00 77")
 

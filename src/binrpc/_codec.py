@@ -168,8 +168,13 @@ def encode_header(msg_type: int, body_len: int, cookie: int) -> bytes:
     """Encode a header with minimal length and cookie widths.
 
     Raises:
-        LocalProtocolError: ``body_len`` or ``cookie`` does not fit 32 unsigned bits.
+        LocalProtocolError: ``msg_type`` is not a :class:`MsgType` (request, reply, fault),
+            or ``body_len`` or ``cookie`` does not fit 32 unsigned bits.
     """
+    if msg_type not in _VALID_TYPES:
+        raise LocalProtocolError(
+            f"message type {msg_type!r} is not a binrpc message type (0, 1 or 3)"
+        )
     if not 0 <= body_len < _U32:
         raise LocalProtocolError(f"body length {body_len} does not fit a binrpc header")
     if not 0 <= cookie < _U32:

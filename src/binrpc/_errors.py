@@ -121,7 +121,17 @@ class LocalProtocolError(ProtocolError, ValueError):
 
 
 class TransportError(BinrpcError, OSError):
-    """The connection to the peer failed."""
+    """The connection to the peer failed.
+
+    ``errno`` is the OS error number, or 0 when the failure has none (a close, a TLS
+    handshake refused ...); ``strerror`` the message. ``str()`` is ``[Errno N] message``
+    like any ``OSError``, without a meaningless ``[Errno 0]``.
+    """
+
+    def __str__(self) -> str:
+        if not self.errno and self.strerror:
+            return str(self.strerror)
+        return super().__str__()
 
 
 class ConnectError(TransportError):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import random
+import socket
+import threading
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import binrpc.client._async as async_mod
 from binrpc import ConnectionClosed, Fault, TransportTimeout, encode_reply
 from binrpc._codec import parse_request
 from binrpc._framing import StreamFramer
@@ -93,3 +100,50 @@ async def test_close_mid_reply_fails_waiters_then_reconnects() -> None:
                 await c.call("cut")
             assert await c.call("core.echo", 2) == [2]
             assert srv.connections == 2
+
+
+@pytest.mark.parametrize("proto", ["unixs", "unixd"])
+def test_cancelled_connect_closes_the_socket_it_opens_later(
+    proto: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the thread running open_socket cannot be stopped: hold it until the call is cancelled
+    entered, release = threading.Event(), threading.Event()
+    real_open = async_mod.open_socket
+
+    def held_open(*args: Any, **kw: Any) -> Any:
+        entered.set()
+        release.wait()
+        return real_open(*args, **kw)
+
+    monkeypatch.setattr(async_mod, "open_socket", held_open)
+    replies = tmp_path / "replies"
+    replies.mkdir()
+    server = socket.socket(
+        socket.AF_UNIX, socket.SOCK_STREAM if proto == "unixs" else socket.SOCK_DGRAM
+    )
+    server.bind(str(tmp_path / "ctl"))
+    if proto == "unixs":
+        server.listen(8)  # connecting succeeds (the backlog): nobody needs to accept
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        c = AsyncClient(f"{proto}:{tmp_path}/ctl", reply_dir=str(replies))
+        call = asyncio.ensure_future(c.call("core.version"))
+        await loop.run_in_executor(None, entered.wait)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        release.set()  # now the thread connects, for nobody
+        await loop.shutdown_default_executor()  # ... and has finished
+        await c.close()
+
+    gc.collect()  # the garbage of earlier tests warns before, not within, what is recorded
+    fds = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(main())
+        gc.collect()
+    server.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert len(os.listdir("/proc/self/fd")) == fds - 1  # the server socket only
+    assert list(replies.iterdir()) == []  # no unixd reply socket file left behind

@@ -3,11 +3,13 @@ at a time; faults, errors, quit, a server closing mid-batch, datagram transports
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +23,8 @@ from binrpc.cli._batch import run_batch, split_line
 from binrpc.cli._options import parse_args
 from binrpc.cli._runner import Runner
 from binrpc.cli.client import _open
+from binrpc.client import Client
+from binrpc.client._pipeline import Pipeline
 
 from .fakeserver import FakeServer, fault, raw_reply, reply
 
@@ -271,6 +275,60 @@ def test_datagram_reply_lost_times_out_alone(proto: str) -> None:
         runner.client.close()
     assert out.getvalue() == b"".join(b"%d\n" % i for i in range(12) if i != 5)
     assert len(errs) == 1 and errs[0].startswith("ERROR: timeout: waiting for the reply")
+
+
+@pytest.mark.parametrize("proto", ["udp", "unixd"])
+def test_datagram_reply_lost_without_timeout_ends_the_batch(
+    proto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fake server drops one reply on purpose: without -t, nothing but the datagram reply
+    # deadline (made short here) can end the wait for it
+    def lossy(method: str, params: list[Any], cookie: int) -> list[Any]:
+        return [] if params == [5] else [reply(params, cookie)]
+
+    monkeypatch.setattr(_batch, "Pipeline", functools.partial(Pipeline, datagram_deadline=0.3))
+    lines = [f"core.echo {i}" for i in range(40)]
+    with FakeServer(proto, lossy) as srv:
+        runner, out, errs = _runner(srv.address)
+        assert runner.client.timeouts.read is None
+        assert run_batch(runner, lines) == 255
+        runner.client.close()
+    assert out.getvalue() == b"".join(b"%d\n" % i for i in range(40) if i != 5)
+    assert errs == [
+        f"ERROR: timeout: waiting for the reply from {proto}:"
+        f"{srv.address.split(':', 1)[1]} timed out after 0.3 s\n"
+    ]
+    assert [p for _m, p in srv.requests] == [[i] for i in range(40)]  # each sent once
+
+
+def test_datagram_reply_deadline_applies_only_without_a_read_timeout() -> None:
+    with FakeServer("udp") as srv:
+        assert Pipeline(Client(srv.address, timeout=None), [], 64).read_timeout == 10.0
+        assert Pipeline(Client(srv.address, timeout=2), [], 64).read_timeout == 2.0
+        assert Pipeline(Client(srv.address, timeout=None), [], 64, None, None).read_timeout is None
+    with FakeServer("unixs") as srv:
+        assert Pipeline(Client(srv.address, timeout=None), [], 64).read_timeout is None
+
+
+@pytest.mark.parametrize("proto", ["udp", "unixd"])
+def test_datagram_window_fits_the_receive_buffer(proto: str, tmp_path: Any) -> None:
+    size = len(reply(["r" * 3000], 0))
+
+    def big(method: str, params: list[Any], cookie: int) -> list[Any]:
+        return [reply(["r" * 3000], cookie)]
+
+    in_flight: list[int] = []
+    with FakeServer(proto, big) as srv, Client(srv.address, timeout=None) as c:
+        c.connect()
+        assert c._sock is not None
+        c._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        rcvbuf = c._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # doubled: 16384
+        pipeline = Pipeline(c, (("m", []) for _ in range(100)), 64)
+        pipeline.on_wait = lambda: in_flight.append(len(pipeline.inflight))
+        results = list(pipeline.results())
+    assert all(not isinstance(r, Exception) for r in results) and len(results) == 100
+    # never more replies due than half the buffer holds (the other half: the kernel's)
+    assert 0 < max(in_flight) * size <= rcvbuf // 2
 
 
 def test_verbose_3_runs_one_at_a_time() -> None:

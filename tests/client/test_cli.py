@@ -243,6 +243,14 @@ def test_timeout_option(srv: FakeServer) -> None:
     assert r.stderr.startswith(b"ERROR: timeout: waiting for the reply from unixs:")
 
 
+@pytest.mark.parametrize("bad", ["inf", "nan", "-1", "0"])
+def test_timeout_option_out_of_range(srv: FakeServer, bad: str) -> None:
+    r = binrpc("-s", srv.address, "-t", bad, "core.echo", "x")
+    assert (r.returncode, r.stdout) == (255, b"")
+    assert r.stderr.startswith(f"ERROR: bad timeout '{bad}' (seconds > 0".encode())
+    assert r.stderr.count(b"\n") == 1  # one line, no traceback
+
+
 def test_several_servers(srv: FakeServer) -> None:
     with FakeServer("tcp", handler) as other:
         r = binrpc("-s", srv.address, "-s", other.address, "core.echo", "hi")

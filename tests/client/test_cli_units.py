@@ -389,3 +389,18 @@ def test_extensions() -> None:
     assert o.sockets == ["a", "b"]
     with pytest.raises(UsageExit):
         P("-t", "0", "m")
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan", "-1", "0", "0.0", "1e300", "abc", ""])
+def test_timeout_option_refuses_what_is_not_a_timeout(bad: str) -> None:
+    for argv in (("-t", bad), (f"-t{bad}",), ("--timeout", bad), (f"--timeout={bad}",)):
+        if not bad and len(argv) == 1 and not argv[0].startswith("--"):
+            continue  # "-t" alone takes the next word
+        with pytest.raises(UsageExit) as info:
+            P(*argv, "m")
+        assert info.value.status == 255
+        assert info.value.stderr == (
+            f"ERROR: bad timeout {bad!r} (seconds > 0 and <= 2147483 expected; "
+            "without -t there is none)\n"
+        )
+    assert P("-t", "2147483", "m").timeout == 2147483.0

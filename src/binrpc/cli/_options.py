@@ -200,13 +200,16 @@ def _apply(opts: Options, letter: str, value: str | None) -> None:
         raise UsageExit(0, stdout=version_text())
     elif letter in ("t", "timeout"):
         assert value is not None
+        from ..client._core import MAX_TIMEOUT, check_seconds  # the library's rule
+
         try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if not seconds > 0:
-            raise UsageExit(255, stderr=f"ERROR: bad timeout {value!r} (seconds > 0 expected)\n")
-        opts.timeout = seconds
+            opts.timeout = check_seconds(float(value))
+        except ValueError:  # not a number; 0, negative, nan, inf, too big
+            raise UsageExit(
+                255,
+                stderr=f"ERROR: bad timeout {value!r} (seconds > 0 and <= {MAX_TIMEOUT} expected;"
+                " without -t there is none)\n",
+            ) from None
     elif letter == "max-reply":
         assert value is not None
         try:

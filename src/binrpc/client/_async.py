@@ -6,14 +6,19 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import _socket
     import ssl
+    from collections.abc import Callable
+
+    _socket_t = _socket.socket
 
 from .._address import Address
-from .._errors import BinrpcError, ConnectError, TransportError
+from .._errors import BinrpcError
 from .._values import Value
 from ._core import (
     DEFAULT_MAX_REPLY_SIZE,
@@ -21,10 +26,11 @@ from ._core import (
     ReplyAssembler,
     Timeouts,
     build_request,
+    check_size,
     next_cookie,
     resolve_address,
 )
-from ._errors import ReceiveError, closed_error, os_error, timeout_error
+from ._errors import RECEIVE, SEND, closed_error, timeout_error, transport_error
 from ._sync import open_socket, tls_address
 
 __all__ = ["AsyncClient"]
@@ -43,10 +49,23 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
         self.waiting: dict[int, asyncio.Future[Reply]] = {}
         self.lost = False
         self.error: BaseException | None = None
+        self.sending = False  # inside transport.write()/sendto(): an error is the send's
+        self.send_error: OSError | None = None  # the error reported during that call
+        self.unsent = False  # stream: request bytes wait in the transport's buffer
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        if self.stream:
+            # pause_writing() as soon as a byte waits in the buffer, resume_writing() once it
+            # is empty: a connection lost in between failed while sending (SendError)
+            transport.set_write_buffer_limits(high=0)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        self.unsent = True
+
+    def resume_writing(self) -> None:
+        self.unsent = False
 
     def data_received(self, data: bytes) -> None:
         self._feed(data)
@@ -55,11 +74,12 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
         self._feed(data)
 
     def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):
-            err = os_error(
-                ReceiveError, "cannot read the reply from", str(self.client.address), exc
-            )
-            self._fail(err, close=False)
+        if not isinstance(exc, OSError):
+            return
+        if self.sending:  # asyncio reports a failed sendto() here: send() raises it
+            self.send_error = exc
+            return
+        self._fail(self.client._error(RECEIVE, exc), close=False)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -69,9 +89,7 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
         if self.waiting:
             got = self.assembler.buffered
             if exc is not None and isinstance(exc, OSError):
-                err: BaseException = os_error(
-                    ReceiveError, "cannot read the reply from", str(self.client.address), exc
-                )
+                err: BaseException = self.client._error(SEND if self.unsent else RECEIVE, exc)
             else:
                 err = closed_error(str(self.client.address), got)
             self._fail(err, close=False)
@@ -108,11 +126,64 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
             self.transport.close()
 
     def send(self, packet: bytes) -> None:
-        assert self.transport is not None
+        """Write ``packet``.
+
+        Raises:
+            OSError: the datagram could not be sent (a stream reports its write errors
+                through ``connection_lost``).
+        """
+        transport = self.transport
+        assert transport is not None
         if self.stream:
-            self.transport.write(packet)  # type: ignore[attr-defined]
-        else:
-            self.transport.sendto(packet)  # type: ignore[attr-defined]
+            transport.write(packet)  # type: ignore[attr-defined]
+            return
+        self.sending = True
+        try:
+            transport.sendto(packet)  # type: ignore[attr-defined]
+        finally:
+            self.sending = False
+        exc, self.send_error = self.send_error, None
+        if exc is not None:
+            raise exc
+
+
+def _discard(opened: tuple[object, str | None]) -> None:
+    """Close a socket that ``open_socket`` returned to nobody, and remove its reply file."""
+    sock, unlink = opened
+    sock.close()  # type: ignore[attr-defined]
+    if unlink:
+        with contextlib.suppress(OSError):
+            os.unlink(unlink)
+
+
+class _Opening:
+    """``open_socket`` run in a worker thread, which a cancelled ``connect`` cannot stop: the
+    socket it opens after the caller has gone is closed by whichever side comes last (the
+    thread, or :meth:`abandon`), under one lock, whatever the event loop does meanwhile."""
+
+    def __init__(self, open_: Callable[[], tuple[_socket_t, str | None]]) -> None:
+        self._open = open_
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._result: tuple[_socket_t, str | None] | None = None
+
+    def run(self) -> tuple[_socket_t, str | None]:
+        """In the worker thread."""
+        result = self._open()
+        with self._lock:
+            if not self._abandoned:
+                self._result = result
+                return result
+        _discard(result)
+        return result
+
+    def abandon(self) -> None:
+        """In the loop, when the awaiting call was cancelled."""
+        with self._lock:
+            self._abandoned = True
+            result, self._result = self._result, None
+        if result is not None:
+            _discard(result)
 
 
 class AsyncClient:
@@ -143,7 +214,7 @@ class AsyncClient:
         self.tls = tls
         self.server_hostname = server_hostname
         self.timeouts: Timeouts = Timeouts.of(timeout)
-        self.max_reply_size = max_reply_size
+        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
         self.reply_path = reply_path
         self.reply_dir = reply_dir
         self._conn: _Connection | None = None
@@ -168,6 +239,10 @@ class AsyncClient:
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.lost
+
+    def _error(self, step: str, exc: OSError, timeout: float | None = None) -> BinrpcError:
+        """``exc`` raised at ``step`` as the exception every client raises for it."""
+        return transport_error(step, str(self.address), exc, timeout)
 
     async def connect(self) -> None:
         """Open the connection now (otherwise the first call does)."""
@@ -200,15 +275,19 @@ class AsyncClient:
             loop = asyncio.get_running_loop()
             # connecting is quick and local in practice; reuse the blocking code in a thread
             # so that resolution, IPv6 fallbacks, unixd binding and the errors are identical
-            raw, unlink = await loop.run_in_executor(
-                None,
+            opening = _Opening(
                 lambda: open_socket(
                     self.address,
                     connect_timeout=self.timeouts.connect,
                     reply_path=self.reply_path,
                     reply_dir=self.reply_dir,
-                ),
+                )
             )
+            try:
+                raw, unlink = await loop.run_in_executor(None, opening.run)
+            except asyncio.CancelledError:
+                opening.abandon()  # the thread may still be connecting: it closes its socket
+                raise
             # open_socket gives the C-level _socket.socket (see _sync); asyncio's transports
             # take socket.socket objects: wrap the same file descriptor
             sock = socket.socket(fileno=raw.detach())
@@ -217,20 +296,7 @@ class AsyncClient:
             new = _Connection(self, stream)
             try:
                 if self.address.proto == "tls":
-                    from ._tls import client_context, handshake_error
-
-                    try:
-                        await loop.create_connection(
-                            lambda: new,
-                            sock=sock,
-                            ssl=client_context(self.tls),
-                            server_hostname=self.server_hostname or self.address.host,
-                            ssl_handshake_timeout=self.timeouts.connect,
-                        )
-                    except (OSError, TimeoutError) as exc:
-                        raise ConnectError(
-                            0, f"TLS handshake with {self.address} failed: {handshake_error(exc)}"
-                        ) from exc
+                    await self._tls_handshake(loop, new, sock)
                 elif stream:
                     await loop.create_connection(lambda: new, sock=sock)
                 else:
@@ -246,6 +312,29 @@ class AsyncClient:
             self._conn = new
             return new
 
+    async def _tls_handshake(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, sock: socket.socket
+    ) -> None:
+        """The TLS handshake on ``sock``, within the connect timeout (as ``Client``'s)."""
+        from ._tls import client_context, handshake_failure
+
+        timeout = self.timeouts.connect
+        try:
+            # our own deadline: asyncio's ssl_handshake_timeout ends in ConnectionAbortedError,
+            # not in a timeout; its own is set beyond ours (None: practically never)
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: conn,
+                    sock=sock,
+                    ssl=client_context(self.tls),
+                    server_hostname=self.server_hostname or self.address.host,
+                    ssl_handshake_timeout=2 * timeout + 1 if timeout is not None else 1 << 31,
+                ),
+                timeout,
+            )
+        except (OSError, ValueError) as exc:  # TimeoutError is an OSError
+            raise handshake_failure(str(self.address), exc, timeout) from exc
+
     async def request(self, method: str, params: tuple[Value, ...] | list[Value] = ()) -> Reply:
         """Send one request and return its raw :class:`Reply` (faults are returned)."""
         self._cookie = cookie = next_cookie(self._cookie)
@@ -259,7 +348,8 @@ class AsyncClient:
             conn.send(packet)
         except OSError as exc:
             conn.waiting.pop(cookie, None)
-            raise os_error(TransportError, "cannot send to", str(self.address), exc) from exc
+            conn.assembler.forget(cookie)
+            raise self._error(SEND, exc) from exc
         try:
             if self.timeouts.read is None:
                 return await fut

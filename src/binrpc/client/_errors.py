@@ -17,11 +17,14 @@ command above all) tell *which* step failed, to print kamcmd's exact messages::
      └── UnexpectedPacket    the reply is a request packet           (.type)
 
 Transport errors carry ``errno`` and a message that names the address, e.g.
-``[Errno 111] cannot connect to tcp:127.0.0.1:2049: Connection refused``.
+``[Errno 111] cannot connect to tcp:127.0.0.1:2049: Connection refused``. Which class an
+``OSError`` becomes depends only on the step that failed (:data:`STEPS`,
+:func:`transport_error`), the same for every client.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from .._errors import (
@@ -32,7 +35,17 @@ from .._errors import (
     TransportTimeout,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Final
+
 __all__ = [
+    "BIND",
+    "CONNECT",
+    "HANDSHAKE",
+    "RECEIVE",
+    "SEND",
+    "STEPS",
     "BindError",
     "CookieMismatch",
     "ReceiveError",
@@ -43,6 +56,7 @@ __all__ = [
     "closed_error",
     "os_error",
     "timeout_error",
+    "transport_error",
 ]
 
 
@@ -101,11 +115,56 @@ class UnexpectedPacket(RemoteProtocolError):
         super().__init__(f"expected a reply, got a packet of type {msg_type}")
 
 
-_T = type[TransportError]
+CONNECT: Final = "connect"
+"""A :data:`STEPS` key: opening the connection (``connect()``; unix paths, TCP, UDP)."""
+BIND: Final = "bind"
+"""Binding the client's reply socket (unixd) or creating its reply FIFO."""
+HANDSHAKE: Final = "handshake"
+"""The TLS handshake."""
+SEND: Final = "send"
+"""Writing the request."""
+RECEIVE: Final = "receive"
+"""Reading the reply."""
+
+STEPS: Final[dict[str, tuple[type[TransportError], str, str]]] = {
+    # step: (class of its failures, "{failed} {address}: {reason}", "{timed out} {address}")
+    CONNECT: (ConnectError, "cannot connect to", "connecting to"),
+    BIND: (BindError, "cannot bind the reply socket", "binding the reply socket"),
+    HANDSHAKE: (ConnectError, "TLS handshake failed with", "TLS handshake with"),
+    SEND: (SendError, "cannot send to", "sending to"),
+    RECEIVE: (ReceiveError, "cannot read the reply from", "waiting for the reply from"),
+}
+"""The one table from which every client (``Client``, ``AsyncClient``, ``FifoClient``,
+``Client.pipeline``) turns an ``OSError`` into its exception: the failed step picks the class,
+whatever the transport or the I/O layer (blocking socket, asyncio transport, FIFO file). A
+timeout, ours or the kernel's (``ETIMEDOUT``), is :class:`TransportTimeout` at every step."""
 
 
-def os_error(cls: _T, what: str, address: str, exc: OSError) -> TransportError:
-    """Wrap ``exc`` into ``cls`` with an ``errno`` and a message naming ``address``."""
+def transport_error(
+    step: str, address: str, exc: BaseException, timeout: float | None = None
+) -> TransportError:
+    """The exception that stands for ``exc`` (an ``OSError``) raised while doing ``step``
+    (a :data:`STEPS` key) with ``address``; ``timeout`` is the timeout that applied to the step
+    (named in the message when it is what expired).
+
+    A :class:`TransportError` is returned as it is (already mapped).
+    """
+    if isinstance(exc, TransportError):
+        return exc
+    cls, failed, timed_out = STEPS[step]
+    if isinstance(exc, TimeoutError):
+        # a socket timeout has no errno: it is ours; ETIMEDOUT is the kernel's (TCP gave up),
+        # which happens with no timeout of ours at all (timeout=None)
+        return timeout_error(timed_out, address, timeout if exc.errno is None else None)
+    code = getattr(exc, "errno", None) or 0
+    strerror = getattr(exc, "strerror", None)
+    text = strerror or (os.strerror(code) if code else str(exc) or type(exc).__name__)
+    return cls(code, f"{failed} {address}: {text}")
+
+
+def os_error(cls: type[TransportError], what: str, address: str, exc: OSError) -> TransportError:
+    """Wrap ``exc`` into ``cls`` with an ``errno`` and a message naming ``address`` (for
+    failures outside :data:`STEPS`)."""
     code = exc.errno or 0
     text = exc.strerror or (os.strerror(code) if code else str(exc))
     return cls(code, f"{what} {address}: {text}")
@@ -118,5 +177,7 @@ def closed_error(address: str, got: int) -> ConnectionClosed:
 
 
 def timeout_error(what: str, address: str, seconds: float | None) -> TransportTimeout:
-    """A connect/read timeout."""
-    return TransportTimeout(0, f"{what} {address} timed out after {seconds:g} s")
+    """A connect/send/read timeout; ``seconds`` is the timeout that expired, ``None`` when the
+    kernel gave up (``ETIMEDOUT``) rather than a timeout of ours."""
+    after = "" if seconds is None else f" after {seconds:g} s"
+    return TransportTimeout(errno.ETIMEDOUT, f"{what} {address} timed out{after}")

@@ -28,10 +28,12 @@ where the transport says it is):
   Kamailio and binrpcd answer what they have read and then close on that end-of-file, so
   no quiet-time guessing is needed.
 * **UDP / unix datagram.** One request datagram, one reply datagram (for unix datagram the
-  client binds a socket ``binrpc_<pid>_<random>.sock`` in ``reply_dir``, removed after the
-  call).
+  client binds a socket ``binrpc_<random>`` in ``reply_dir``, removed after the call).
 
-``timeout`` bounds each whole call.
+``timeout`` bounds each whole call. Sockets are resolved, connected and bound by the binrpc
+client's code (:func:`binrpc.client._sync.open_socket`), and every failure is the exception
+:class:`~binrpc.client.Client` raises for it (``ResolveError``, ``ConnectError``,
+``BindError``, ``SendError``, ``ReceiveError``, ``ConnectionClosed``, ``TransportTimeout``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,18 @@ from .._errors import (
     TransportTimeout,
 )
 from .._fifo import PIPE_BUF, FifoReply, build_fifo_request, parse_fifo_reply
-from ._errors import ReceiveError, SendError, os_error
+from ._core import argument_error, check_seconds, check_size
+from ._errors import (
+    RECEIVE,
+    SEND,
+    BindError,
+    ReceiveError,
+    SendError,
+    os_error,
+    timeout_error,
+    transport_error,
+)
+from ._sync import open_socket
 
 __all__ = ["DEFAULT_FIFO_TIMEOUT", "DEFAULT_MAX_FIFO_REPLY", "FifoClient"]
 
@@ -68,7 +81,6 @@ datagram replies are limited by the datagram size)."""
 _MAX_STREAM_REQUEST: Final = 65535
 """ctl reads each connection into a 65535-byte buffer and closes it when a request does not
 fit (binrpcd: ``max_request_size``)."""
-_MAX_DATAGRAM: Final = 65507
 _MIN_SCANNED: Final = 6
 """ctl looks for the end of a request only once 6 bytes are buffered: ``:x:\\n\\n`` alone would
 never be answered."""
@@ -90,6 +102,8 @@ class FifoClient:
 
     Raises:
         AddressError: a bad address.
+        TypeError, ValueError: an argument of the wrong type, a timeout or size out of range
+            (as for :class:`~binrpc.client.Client`).
     """
 
     def __init__(
@@ -100,10 +114,15 @@ class FifoClient:
         timeout: float | None = DEFAULT_FIFO_TIMEOUT,
         max_reply_size: int = DEFAULT_MAX_FIFO_REPLY,
     ) -> None:
-        self.address = address if isinstance(address, Address) else parse_address(address, "fifo")
+        if isinstance(address, Address):
+            self.address = address
+        elif isinstance(address, str):
+            self.address = parse_address(address, "fifo")
+        else:
+            raise argument_error("address", "a str or an Address", address)
         self.reply_dir = reply_dir
-        self.timeout = timeout
-        self.max_reply_size = max_reply_size
+        self.timeout = check_seconds(timeout)
+        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
 
     def __repr__(self) -> str:
         return f"<FifoClient {self.address}>"
@@ -131,7 +150,10 @@ class FifoClient:
             ConnectError: the server FIFO/socket is missing or nobody reads it.
             TransportTimeout: no complete reply within ``timeout``.
             TransportError: other I/O errors; RemoteProtocolError: not a FIFO reply.
+            TypeError: ``method`` is not a ``str``.
         """
+        if not isinstance(method, str):
+            raise argument_error("method", "a str", method)
         if self.address.proto == "fifo":
             name = _unique_name()
             data = build_fifo_request(method, params, name)
@@ -155,9 +177,10 @@ class FifoClient:
         return max(0.0, deadline - time.monotonic())
 
     def _timed_out(self, what: str) -> TransportTimeout:
-        return TransportTimeout(
-            errno.ETIMEDOUT, f"{what} {self.address} timed out after {self.timeout:g} s"
-        )
+        return timeout_error(what, str(self.address), self.timeout)
+
+    def _error(self, step: str, exc: OSError) -> TransportError:
+        return transport_error(step, str(self.address), exc, self.timeout)
 
     # -- FIFO file --------------------------------------------------------------------------
     def _call_fifo(self, data: bytes, name: str) -> bytes:
@@ -171,7 +194,11 @@ class FifoClient:
         try:
             os.mkfifo(path, 0o600)
         except OSError as exc:
-            raise os_error(ConnectError, "cannot create the reply FIFO", path, exc) from None
+            # the reply FIFO is what a unixd reply socket is to the other transports
+            err = os_error(BindError, "cannot create the reply FIFO", path, exc)
+            assert isinstance(err, BindError)
+            err.path = path
+            raise err from None
         rfd = -1
         try:
             # open our end first: the server gives up on a reply FIFO nobody reads
@@ -209,8 +236,8 @@ class FifoClient:
                     except BlockingIOError:
                         pass
                     except BrokenPipeError:
-                        raise ConnectError(
-                            errno.EPIPE, f"the server stopped reading {target}"
+                        raise SendError(
+                            errno.EPIPE, f"cannot send to {target}: the server stopped reading"
                         ) from None
                     except OSError as exc:
                         raise os_error(SendError, "cannot write to", target, exc) from None
@@ -247,16 +274,13 @@ class FifoClient:
                 time.sleep(0.01)
 
     # -- sockets ----------------------------------------------------------------------------
-    def _sockaddr(self, kind: int) -> tuple[int, Any]:
-        a = self.address
-        if a.proto in ("unixs", "unixd"):
-            return socket.AF_UNIX, a.path
-        try:
-            infos = socket.getaddrinfo(a.bind_host, a.port, 0, kind)
-        except socket.gaierror as exc:
-            raise ConnectError(0, f"could not resolve {a.host!r} for {a}: {exc}") from None
-        family, _, _, _, sockaddr = infos[0]
-        return family, sockaddr
+    def _open(self, deadline: float | None) -> tuple[Any, str | None]:
+        """The connected socket (and the reply socket file to remove), as ``Client`` opens it."""
+        return open_socket(
+            self.address,
+            connect_timeout=self._remaining(deadline),
+            reply_dir=self.reply_dir if self.address.proto == "unixd" else None,
+        )
 
     def _call_stream(self, data: bytes) -> bytes:
         if len(data) > _MAX_STREAM_REQUEST:
@@ -265,39 +289,26 @@ class FifoClient:
                 f"{_MAX_STREAM_REQUEST} bytes per request"
             )
         deadline = self._deadline()
-        family, sockaddr = self._sockaddr(socket.SOCK_STREAM)
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self._remaining(deadline))
-            try:
-                sock.connect(sockaddr)
-            except TimeoutError:
-                raise self._timed_out("connecting to") from None
-            except OSError as exc:
-                raise os_error(ConnectError, "cannot connect to", str(self.address), exc) from None
+        sock, _ = self._open(deadline)
+        try:
             try:
                 sock.settimeout(self._remaining(deadline))
                 sock.sendall(data)
                 # the reply ends where the server closes the connection, which it does once
                 # it has answered everything before our end-of-file
                 sock.shutdown(socket.SHUT_WR)
-            except TimeoutError:
-                raise self._timed_out("sending to") from None
             except OSError as exc:
-                raise os_error(SendError, "cannot send to", str(self.address), exc) from None
+                raise self._error(SEND, exc) from None
             chunks: list[bytes] = []
             size = 0
             while True:
                 sock.settimeout(self._remaining(deadline))
                 try:
                     chunk = sock.recv(65536)
-                except TimeoutError:
-                    raise self._timed_out("waiting for the reply from") from None
                 except OSError as exc:
                     if chunks and exc.errno == errno.ECONNRESET:
                         break
-                    raise os_error(
-                        ReceiveError, "cannot receive from", str(self.address), exc
-                    ) from None
+                    raise self._error(RECEIVE, exc) from None
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -310,42 +321,25 @@ class FifoClient:
             if not chunks:
                 raise ConnectionClosed(0, f"{self.address} closed the connection before replying")
             return b"".join(chunks)
+        finally:
+            sock.close()
 
     def _call_datagram(self, data: bytes) -> bytes:
-        if len(data) > _MAX_DATAGRAM:
-            raise LocalProtocolError(
-                f"FIFO request of {len(data)} bytes does not fit a datagram ({_MAX_DATAGRAM})"
-            )
         deadline = self._deadline()
-        family, sockaddr = self._sockaddr(socket.SOCK_DGRAM)
-        bound: str | None = None
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        # a unix datagram server can only answer a bound client: open_socket binds one
+        sock, bound = self._open(deadline)
+        try:
             try:
-                if family == socket.AF_UNIX:
-                    # a unix datagram server can only answer a bound client
-                    bound = os.path.join(self.reply_dir, _unique_name() + ".sock")
-                    try:
-                        sock.bind(bound)
-                    except OSError as exc:
-                        bound = None
-                        raise os_error(
-                            ConnectError, "cannot bind the reply socket", self.reply_dir, exc
-                        ) from None
-                try:
-                    sock.connect(sockaddr)
-                    sock.send(data)
-                except OSError as exc:
-                    raise os_error(ConnectError, "cannot send to", str(self.address), exc) from None
-                sock.settimeout(self._remaining(deadline))
-                try:
-                    return sock.recv(1 << 17)
-                except TimeoutError:
-                    raise self._timed_out("waiting for the reply from") from None
-                except OSError as exc:
-                    raise os_error(
-                        ReceiveError, "cannot receive from", str(self.address), exc
-                    ) from None
-            finally:
-                if bound is not None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(bound)
+                sock.send(data)  # too big for the transport: EMSGSIZE, as for Client
+            except OSError as exc:
+                raise self._error(SEND, exc) from None
+            sock.settimeout(self._remaining(deadline))
+            try:
+                return bytes(sock.recv(1 << 17))
+            except OSError as exc:
+                raise self._error(RECEIVE, exc) from None
+        finally:
+            sock.close()
+            if bound is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(bound)

@@ -7,9 +7,10 @@ each other (no deadlock whatever the sizes).
 
 How much is in flight: at most ``window`` requests, and no more than ~64 KiB of replies by the
 largest reply seen so far (8 requests until one is seen; 4 on unix datagram sockets, whose
-queues hold 10 datagrams). The ctl module writes each reply once and waits at most 10 ms for
-room: replies must never pile up unread beyond what the kernel buffers hold while the caller
-is busy with earlier results (a blocked stdout, say), or Kamailio truncates them.
+queues hold 10 datagrams; on datagram sockets, no more than half their receive buffer). The
+ctl module writes each reply once and waits at most 10 ms for room: replies must never pile
+up unread beyond what the kernel buffers hold while the caller is busy with earlier results
+(a blocked stdout, say), or Kamailio truncates them.
 
 Failures (the rules ``binrpc --batch`` documents):
 
@@ -18,31 +19,37 @@ Failures (the rules ``binrpc --batch`` documents):
   reply), every request in flight on it is answered by the error: a transport error goes to
   each of them as is; an invalid reply (a :class:`~binrpc.RemoteProtocolError`) to the oldest,
   and :class:`ReplyLost` to the others. Requests not yet sent go on a new connection;
+* a request half sent when a stream fails gets :class:`SendError` (half a request is never
+  executed), as a ``Client`` call would;
 * on a datagram socket a read timeout only ends the requests that waited that long (late
   replies are recognised by their cookie and dropped); an ICMP error (UDP "connection
-  refused") ends every request in flight.
+  refused") ends every request in flight. Datagrams get lost: without a read timeout each
+  request still has ``datagram_deadline`` seconds (:data:`DATAGRAM_REPLY_DEADLINE`) for its
+  reply, and the replies in flight are kept within half the socket's receive buffer.
 
 This module is imported on the first ``pipeline()`` call (start-up time of one-shot calls).
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
+import os
 import select
 import time
 
 from .._codec import MsgType, encode_header, str_record
 from .._errors import BinrpcError, LocalProtocolError, RemoteProtocolError, TransportError
-from ._core import Reply, build_request, next_cookie
+from ._core import DATAGRAM_REPLY_DEADLINE, Reply, build_request, check_seconds, next_cookie
 from ._errors import (
+    RECEIVE,
+    SEND,
     CookieMismatch,
-    ReceiveError,
     ReplyLost,
-    SendError,
     UnexpectedPacket,
     closed_error,
-    os_error,
     timeout_error,
+    transport_error,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -53,14 +60,16 @@ if TYPE_CHECKING:
     from .._values import Value
     from ._sync import Client
 
-__all__ = ["DEFAULT_WINDOW", "Pipeline"]
+__all__ = ["DATAGRAM_REPLY_DEADLINE", "DEFAULT_WINDOW", "Pipeline"]
 
 DEFAULT_WINDOW: Final = 64
 """Requests in flight at most (``Client.pipeline``'s default)."""
 
 _REPLY_BUDGET: Final = 64 * 1024
 """Bytes of replies allowed in flight, by the estimate below: well under what the kernel
-buffers of a unix stream (208 KiB) or loopback TCP connection hold."""
+buffers of a unix stream (208 KiB) or loopback TCP connection hold. On a datagram socket, at
+most half its receive buffer (``SO_RCVBUF``, which Linux reports doubled for its bookkeeping):
+replies that do not fit there are dropped by the kernel."""
 
 _REPLY_OVERHEAD: Final = 512
 """Kernel bookkeeping per queued reply (an skb), counted against the budget."""
@@ -106,6 +115,7 @@ class Pipeline:
         requests: Iterable[tuple[str, Sequence[Value]]],
         window: int,
         on_wait: Callable[[], object] | None = None,
+        datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
@@ -119,6 +129,11 @@ class Pipeline:
             self.window = min(window, _UNIXD_WINDOW)
         self.address = str(client.address)
         self.read_timeout = client.timeouts.read
+        if not self.stream and self.read_timeout is None:
+            # a lost datagram must not make the pipeline wait forever
+            self.read_timeout = check_seconds(datagram_deadline, "datagram_deadline")
+        self.budget = _REPLY_BUDGET  # bytes of replies in flight (datagrams: see _fit_window)
+        self.sized: object = None  # the datagram socket the budget was measured on
         self.slots: list[_Slot] = []  # not yet handed out, in order: [head:]
         self.head = 0
         self.next_send = 0  # slots[next_send:] are not sent yet
@@ -192,7 +207,14 @@ class Pipeline:
 
     def _limit(self) -> int:
         estimate = self.largest or _FIRST_ESTIMATE
-        return max(1, min(self.window, _REPLY_BUDGET // estimate))
+        return max(1, min(self.window, self.budget // estimate))
+
+    def _fit_window(self, sock: _socket.socket) -> None:
+        """Datagrams: replies in flight must fit the receive buffer (the kernel drops what
+        does not); Linux reports SO_RCVBUF doubled, half of it is for its bookkeeping."""
+        self.sized = sock
+        rcvbuf = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
+        self.budget = max(1, min(_REPLY_BUDGET, rcvbuf // 2))
 
     def _refill(self) -> None:
         """Take requests from the iterable until the window is full (encoded at once)."""
@@ -221,8 +243,8 @@ class Pipeline:
                     return
                 cookie = (cookie + 1) & 0xFFFFFFFF
                 try:
-                    if params:
-                        packet = build_request(method, params, cookie)
+                    if params or type(method) is not str or not isinstance(params, list | tuple):
+                        packet = build_request(method, params, cookie)  # TypeError if wrong
                     else:  # the body of a call without parameters is made once per method
                         body = bodies.get(method)
                         if body is None:
@@ -324,6 +346,11 @@ class Pipeline:
         sock = client._sock
         assert sock is not None
         sock.settimeout(0.0)
+        if not self.stream and sock is not self.sized:
+            self._fit_window(sock)
+            room = min(room, self._limit() - busy)
+            if room <= 0:  # busy > 0: wait for replies
+                return False
         batch: list[_Slot] = []
         packets: list[bytes] = []
         inflight = self.inflight
@@ -385,7 +412,7 @@ class Pipeline:
 
     def _send_failed(self, exc: OSError) -> None:
         client = self.client
-        err = os_error(SendError, "cannot send to", self.address, exc)
+        err = transport_error(SEND, self.address, exc, self.read_timeout)
         batch = self.out_slots
         if self.stream and self.out_pos == 0 and len(self.inflight) == len(batch):
             # nothing of this batch left and nothing else is in flight: no request of ours
@@ -409,13 +436,25 @@ class Pipeline:
             if not batch:
                 self._end_batch(fail_current=False)
             return
-        self._end_batch(fail_current=not self.stream)
+        if self.stream:
+            self._fail_half_sent(exc)
+        else:
+            self._end_batch(fail_current=True)
         if self.stream and exc.errno in _RETRY_SEND:
             # requests of ours may have been read: collect the replies written before the
             # close; the rest fail with what the read reports (EOF, reset)
             self.draining = True
         else:
             self._broken(err, close=True)
+
+    def _fail_half_sent(self, exc: OSError) -> None:
+        """The stream failed while a request was half sent: that request failed to be sent
+        (``SendError``, as ``Client`` raises it; half a request is never executed), whatever
+        the read reports to the others. The untouched rest of the batch goes later."""
+        current = self._end_batch(fail_current=False)
+        if current is not None:
+            self.inflight.pop(current.cookie, None)
+            current.result = transport_error(SEND, self.address, exc, self.read_timeout)
 
     # -- receiving -------------------------------------------------------------------------
     def _wait(self) -> None:
@@ -486,6 +525,7 @@ class Pipeline:
         assert sock is not None
         assembler = client._assembler
         error: BinrpcError | None = None
+        cause: OSError | None = None
         try:
             if self.stream:
                 buf = assembler.buffer()
@@ -493,6 +533,7 @@ class Pipeline:
                 del buf  # see ReplyReader.buffer
                 if n == 0:
                     error = closed_error(self.address, assembler.buffered)
+                    cause = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
                 else:
                     assembler.advance(n)
             else:
@@ -503,7 +544,8 @@ class Pipeline:
         except BlockingIOError:
             pass
         except OSError as exc:
-            error = os_error(ReceiveError, "cannot read the reply from", self.address, exc)
+            error = transport_error(RECEIVE, self.address, exc, self.read_timeout)
+            cause = exc
         inflight = self.inflight
         largest = self.largest
         for mtype, cookie, body in assembler.take_packets():
@@ -528,6 +570,8 @@ class Pipeline:
             self._broken(exc, close=True)
             return
         if error is not None:
+            if self.sending and self.stream and cause is not None:
+                self._fail_half_sent(cause)
             self._broken(error, close=self.stream)
 
     def _broken(self, exc: BinrpcError, *, close: bool) -> None:

@@ -12,23 +12,26 @@ import time
 
 from .._errors import ConnectError, ConnectionClosed, TransportError
 from ._core import (
+    DATAGRAM_REPLY_DEADLINE,
     DEFAULT_MAX_REPLY_SIZE,
     DGRAM_RECV_SIZE,
     Reply,
     ReplyAssembler,
     Timeouts,
     build_request,
+    check_size,
     next_cookie,
     resolve_address,
 )
 from ._errors import (
+    BIND,
+    CONNECT,
+    RECEIVE,
+    SEND,
     BindError,
-    ReceiveError,
     ResolveError,
-    SendError,
     closed_error,
-    os_error,
-    timeout_error,
+    transport_error,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -111,12 +114,9 @@ def open_socket(
         try:
             sock.settimeout(connect_timeout)
             sock.connect(address.path)
-        except TimeoutError:
-            sock.close()
-            raise timeout_error("connecting to", text, connect_timeout) from None
         except OSError as exc:
             sock.close()
-            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+            raise transport_error(CONNECT, text, exc, connect_timeout) from exc
         return sock, None
     if address.proto == "unixd":
         return _open_unixd(address, reply_path, reply_dir)
@@ -136,10 +136,6 @@ def open_socket(
         try:
             sock.settimeout(connect_timeout)
             sock.connect(sockaddr)
-        except TimeoutError as exc:
-            sock.close()
-            last = exc
-            continue
         except OSError as exc:
             sock.close()
             last = exc
@@ -147,10 +143,8 @@ def open_socket(
         if tls is not None:
             return _tls_handshake(sock, tls, server_hostname or address.host, text, connect_timeout)
         return sock, None
-    if isinstance(last, TimeoutError):
-        raise timeout_error("connecting to", text, connect_timeout) from last
     assert last is not None
-    raise os_error(ConnectError, "cannot connect to", text, last) from last
+    raise transport_error(CONNECT, text, last, connect_timeout) from last
 
 
 def _tls_handshake(
@@ -160,16 +154,13 @@ def _tls_handshake(
     text: str,
     connect_timeout: float | None,
 ) -> tuple[_socket.socket, str | None]:
-    from ._tls import handshake_error
+    from ._tls import handshake_failure
 
     try:
         wrapped = tls.wrap_socket(sock, server_hostname=server_hostname)  # type: ignore[arg-type]
-    except TimeoutError:
-        sock.close()
-        raise timeout_error("TLS handshake with", text, connect_timeout) from None
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         sock.close()
-        raise ConnectError(0, f"TLS handshake with {text} failed: {handshake_error(exc)}") from exc
+        raise handshake_failure(text, exc, connect_timeout) from exc
     return wrapped, None
 
 
@@ -209,7 +200,7 @@ def _open_unixd(
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE and i + 1 < len(candidates):
                     continue
-                err = os_error(BindError, "cannot bind the reply socket", path or "@auto", exc)
+                err = transport_error(BIND, path or "@auto", exc)
                 assert isinstance(err, BindError)
                 err.path = path
                 raise err from exc
@@ -218,7 +209,7 @@ def _open_unixd(
         try:
             sock.connect(address.path)
         except OSError as exc:
-            raise os_error(ConnectError, "cannot connect to", text, exc) from exc
+            raise transport_error(CONNECT, text, exc) from exc
     except BaseException:
         sock.close()
         if bound:
@@ -282,7 +273,7 @@ class Client:
         self.server_hostname = server_hostname
         self._tls_context: SSLContext | None = None
         self.timeouts: Timeouts = Timeouts.of(timeout)
-        self.max_reply_size = max_reply_size
+        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
         self.reply_path = reply_path
         self.reply_dir = reply_dir
         self._sock: _socket.socket | None = None
@@ -410,6 +401,7 @@ class Client:
         *,
         window: int = 64,
         on_wait: Callable[[], object] | None = None,
+        datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
     ) -> Iterator[Reply | BinrpcError]:
         """Send ``(method, params)`` requests ahead of their replies on this connection and
         yield, strictly in the order of ``requests``, each one's raw :class:`Reply` (faults
@@ -428,6 +420,12 @@ class Client:
           :class:`~binrpc.client.ReplyLost`); a request is never sent twice once it may have
           reached the server; the requests not yet sent go on a new connection.
 
+        On a datagram socket (UDP, unixd) a request or its reply can be lost: without a read
+        timeout (``timeout=None``), a request whose reply has not come ``datagram_deadline``
+        seconds after it was sent yields ``TransportTimeout`` (``None``: wait forever); it is
+        never sent again. The replies in flight are kept within half the socket's receive
+        buffer, so that the kernel does not drop them while the caller is busy.
+
         Stopping the iteration early (``break``, an exception) closes a stream connection that
         still has replies to come. ``on_wait`` is called each time the pipeline is about to
         wait for the server (``binrpc --batch`` flushes its output there).
@@ -442,7 +440,7 @@ class Client:
             return self._one_by_one(requests)
         from ._pipeline import Pipeline  # start-up time of one-shot calls
 
-        return Pipeline(self, requests, window, on_wait).results()
+        return Pipeline(self, requests, window, on_wait, datagram_deadline).results()
 
     def _one_by_one(
         self, requests: Iterable[tuple[str, Sequence[Value]]]
@@ -503,7 +501,7 @@ class Client:
         except (BrokenPipeError, ConnectionResetError) as exc:
             if reconnected or not self.address.is_stream:
                 self.close()
-                raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+                raise transport_error(SEND, str(self.address), exc) from exc
             # the server closed a reused connection between our check and the write
             self.close()
             self.connect()
@@ -518,14 +516,11 @@ class Client:
                 sock.sendall(packet)
             else:
                 sock.send(packet)
-        except TimeoutError:
-            self.close()
-            raise timeout_error("sending to", str(self.address), self.timeouts.read) from None
         except (BrokenPipeError, ConnectionResetError):
             raise
         except OSError as exc:
             self.close()
-            raise os_error(SendError, "cannot send to", str(self.address), exc) from exc
+            raise transport_error(SEND, str(self.address), exc, self.timeouts.read) from exc
 
     def _receive(self, cookie: int, trace: TraceHook | None) -> Reply:
         sock = self._sock
@@ -549,16 +544,10 @@ class Client:
                 buf = assembler.buffer() if stream else self._buf
                 try:
                     n = sock.recv_into(buf)
-                except TimeoutError:
-                    raise timeout_error(
-                        "waiting for the reply from", str(address), self.timeouts.read
-                    ) from None
                 except InterruptedError:  # pragma: no cover - PEP 475 retries already
                     continue
                 except OSError as exc:
-                    raise os_error(
-                        ReceiveError, "cannot read the reply from", str(address), exc
-                    ) from exc
+                    raise transport_error(RECEIVE, str(address), exc, self.timeouts.read) from exc
                 if n == 0 and stream:
                     raise closed_error(str(address), got)
                 if trace is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ssl
 
-__all__ = ["client_context", "handshake_error"]
+from .._errors import ConnectError, TransportError
+from ._errors import HANDSHAKE, transport_error
+
+__all__ = ["client_context", "handshake_error", "handshake_failure"]
 
 
 def client_context(
@@ -41,3 +44,11 @@ def handshake_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def handshake_failure(address: str, exc: BaseException, timeout: float | None) -> TransportError:
+    """The exception for a failed TLS handshake with ``address``: ``TransportTimeout`` when
+    ``timeout`` (or the kernel's TCP timeout) expired, else ``ConnectError`` with the reason."""
+    if isinstance(exc, TimeoutError):
+        return transport_error(HANDSHAKE, address, exc, timeout)
+    return ConnectError(0, f"TLS handshake with {address} failed: {handshake_error(exc)}")

@@ -24,9 +24,10 @@ from ._access import (
     ListenerPolicy,
     MethodFilter,
     RefusalLog,
-    UnixCredDatagramTransport,
+    UnixCredsGate,
 )
 from ._conn import DatagramEndpoint, StreamConnection
+from ._dgram import DatagramListenerTransport
 from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
 from ._options import ServerOptions
 from ._sockets import (
@@ -259,14 +260,21 @@ class Server:
             limit = _MAX_DGRAM["udp4"]
         kind = FifoDatagramEndpoint if listener.payload == "fifo" else DatagramEndpoint
         endpoint = kind(self, listener, limit)
+        assert listener.refusals is not None
+        gate = None
         if sock.family == socket.AF_UNIX and listener.policy.checks_creds:
-            assert listener.refusals is not None
-            transport: asyncio.BaseTransport = UnixCredDatagramTransport(
-                loop, sock, endpoint, listener.policy, listener.refusals
-            )
-            await asyncio.sleep(0)  # connection_made
-        else:
-            transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+            gate = UnixCredsGate(listener.policy, listener.refusals)
+        # our own transport on every loop: see _dgram (size limit before decoding, replies to
+        # any unix address kind)
+        transport = DatagramListenerTransport(
+            loop,
+            sock,
+            endpoint,
+            max_request_size=self.options.max_request_size,
+            refusals=listener.refusals,
+            gate=gate,
+        )
+        await asyncio.sleep(0)  # connection_made
         listener.transport = transport
         listener.endpoint = endpoint
 

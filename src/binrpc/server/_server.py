@@ -18,6 +18,7 @@ from .._defaults import default_server_address
 from .._framing import StreamFramer
 from .._rpc import MethodTable, Registry, RpcLimits
 from ..rpcs import builtin_registry
+from ._accept import Acceptor, FdShortage
 from ._access import (
     TLS_HANDSHAKE_TIMEOUT,
     Listen,
@@ -74,7 +75,7 @@ class Listener:
     refusals: RefusalLog | None = field(default=None, repr=False)
     local_host: str = ""
     local_port: str = ""
-    server: asyncio.AbstractServer | None = None
+    server: Acceptor | None = None
     transport: asyncio.BaseTransport | None = None
     endpoint: DatagramEndpoint | None = field(default=None, repr=False)
     reader: FifoFileReader | None = field(default=None, repr=False)
@@ -120,6 +121,7 @@ class Server:
         self._closed_event: asyncio.Event | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._conns_gone: asyncio.Event | None = None
+        self._fd_shortage = FdShortage()
 
     # -- start ------------------------------------------------------------------------------
     def _parse_addresses(self) -> list[tuple[Address, str, ListenerPolicy]]:
@@ -229,25 +231,22 @@ class Server:
 
     async def _start_stream(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, tls: Any = None
-    ) -> asyncio.AbstractServer:
+    ) -> Acceptor:
         kind = FifoStreamConnection if listener.payload == "fifo" else StreamConnection
 
         def factory() -> StreamConnection:
             return kind(self, listener)
 
         assert isinstance(listener.opened, OpenedSocket)
-        sock = listener.opened.sock
-        if sock.family == socket.AF_UNIX:
-            return await loop.create_unix_server(factory, sock=sock, backlog=128)
-        if tls is not None:
-            return await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=128,
-                ssl=tls,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-            )
-        return await loop.create_server(factory, sock=sock, backlog=128)
+        return Acceptor(
+            loop,
+            listener.opened.sock,
+            factory,
+            self._fd_shortage,
+            listener.address,
+            ssl=tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        )
 
     async def _start_datagram(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
         assert isinstance(listener.opened, OpenedSocket)
@@ -288,6 +287,10 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     def connection_gone(self) -> None:
+        if self._fd_shortage.waiting:
+            # a listener out of descriptors may go on, once the transport has closed the
+            # socket (asyncio calls connection_lost first)
+            asyncio.get_running_loop().call_soon(self._fd_shortage.descriptor_freed)
         if self._conns_gone is not None and not self.connections:
             self._conns_gone.set()
 

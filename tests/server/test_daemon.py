@@ -107,7 +107,7 @@ def daemon_all(workdir: str, module_file: str) -> Iterator[tuple[Daemon, dict[st
             d.stop(signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_daemon_serves_and_stops_cleanly(
     daemon_all: tuple[Daemon, dict[str, str]], workdir: str, sig: int
 ) -> None:
@@ -131,6 +131,26 @@ def test_daemon_serves_and_stops_cleanly(
             c.close()
     assert not os.path.exists(f"{workdir}/d.sock")
     assert not os.path.exists(f"{workdir}/d.dgram")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2])
+def test_hup_and_usr_signals_are_logged_and_ignored(workdir: str, sig: int) -> None:
+    files = [f"{workdir}/s.sock", f"{workdir}/d.dgram", f"{workdir}/ctl.fifo"]
+    d = Daemon("--binrpc", f"unixs:{files[0]}", "--binrpc", f"unixd:{files[1]}", "--fifo", files[2])
+    try:
+        d.wait_ready(3)
+        os.kill(d.proc.pid, sig)
+        with RawClient(f"unixs:{files[0]}") as c:
+            assert c.call("core.echo", ["after"]) == ("reply", ["after"])
+        assert d.proc.poll() is None
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+    _, err = d.proc.communicate()
+    name = signal.Signals(sig).name
+    assert f"WARNING: {name} received: ignored" in err.decode(), err
+    assert [f for f in files if os.path.exists(f)] == []
 
 
 def test_core_kill_stops_the_daemon(workdir: str) -> None:

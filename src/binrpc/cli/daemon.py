@@ -32,8 +32,9 @@ asyncio's default loop. The loop in use is printed on stderr at start-up
 
 The daemon logs to stderr, prints one ``listening on <address>`` line per listener on stdout
 once it is ready (``listening on fifo:/tmp/ser_fifo`` for a FIFO file, ``listening on
-udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM or SIGINT
-(listeners closed, socket and FIFO files removed, pending replies sent) or ``core.kill``.
+udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM, SIGINT or
+SIGQUIT (listeners closed, socket and FIFO files removed, pending replies sent) or
+``core.kill``. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
 """
 
 from __future__ import annotations
@@ -557,20 +558,50 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     return None, "asyncio"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+"""Shut down cleanly: listeners closed, socket and FIFO files removed, pending replies sent."""
+
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+"""Logged and ignored (their default action would kill binrpcd and leave its socket files
+behind). SIGHUP is reserved for a reload."""
+
+
 async def _run(addresses: list[str | Listen], options: ServerOptions, registry: Registry) -> int:
     server = serve(registry, *addresses, options=options)
-    await server.start()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.close)
-    for listener in server.listeners:
-        over_socket = listener.payload == "fifo" and listener.address.proto != "fifo"
-        suffix = " (fifo)" if over_socket else ""
-        print(f"listening on {listener.address}{suffix}", flush=True)
-    log.info("binrpcd %d ready: %s", os.getpid(), ", ".join(str(a) for a in server.addresses))
-    await server.serve_forever()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
+    stop_requested = False
+
+    def stop(sig: signal.Signals) -> None:
+        nonlocal stop_requested
+        log.info("%s received: shutting down", sig.name)
+        stop_requested = True
+        if server.listeners:  # else start() is still opening them: closed once it is done
+            server.close()
+
+    def ignore(sig: signal.Signals) -> None:
+        log.warning("%s received: ignored", sig.name)
+
+    # before start(): a signal while the listeners are being opened must not kill the
+    # process with its socket files on disk
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    for sig in IGNORED_SIGNALS:
+        loop.add_signal_handler(sig, ignore, sig)
+    try:
+        await server.start()
+        if stop_requested:
+            server.close()
+        else:
+            for listener in server.listeners:
+                over_socket = listener.payload == "fifo" and listener.address.proto != "fifo"
+                suffix = " (fifo)" if over_socket else ""
+                print(f"listening on {listener.address}{suffix}", flush=True)
+            addresses_text = ", ".join(str(a) for a in server.addresses)
+            log.info("binrpcd %d ready: %s", os.getpid(), addresses_text)
+        await server.serve_forever()
+    finally:
+        for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS):
+            loop.remove_signal_handler(sig)
     log.info("binrpcd stopped")
     return 0
 

@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -290,3 +291,47 @@ def test_options_from_limits_flags_and_toml(workdir: str) -> None:
     for bad in (["--max-pending-per-connection", "0"], ["--call-timeout", "x"]):
         with pytest.raises(ConfigError):
             options_from(build_parser().parse_args(bad))
+
+
+BINRPCD = os.path.join(os.path.dirname(sys.executable), "binrpcd")
+"""The installed entry point (``python -m`` would put the working directory on the path
+itself)."""
+
+
+@pytest.mark.parametrize("where", ["cwd", "module-path"])
+def test_module_found_like_python_m(workdir: str, where: str) -> None:
+    app = Path(workdir) / "proj" / "myapp"
+    app.mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "rpcs.py").write_text(MODULE)
+    sock = f"{workdir}/m.sock"
+    args = ["--binrpc", f"unixs:{sock}", "--module", "myapp.rpcs"]
+    if where == "cwd":
+        cwd = str(app.parent)  # the folder that holds myapp/
+    else:
+        cwd = workdir
+        args += ["--module-path", str(app.parent)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    proc = subprocess.Popen(
+        [BINRPCD, "--loop", "asyncio", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line.startswith(b"listening on "), proc.stderr.read().decode()
+        with RawClient(f"unixs:{sock}") as c:
+            assert c.call("demo.add", [2, 3]) == ("reply", [5])
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+def test_module_path_must_be_a_directory(workdir: str) -> None:
+    d = Daemon("--module", "myapp.rpcs", "--module-path", f"{workdir}/nope")
+    rc, err = d.run_to_end()
+    assert rc == 1 and "module path" in err and "not a directory" in err, err

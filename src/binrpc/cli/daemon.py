@@ -9,7 +9,10 @@ hard-codes (``--max-connections``, ``--idle-timeout``, ``--write-timeout``,
 same settings from TOML (keys with underscores or dashes); flags win over the file.
 
 ``--module NAME`` (repeatable) imports a Python module (or a ``.py`` file) and registers its
-RPCs. The module must define at least one of:
+RPCs. Dotted names are looked up as ``python -m`` does: in the working directory first
+(``binrpcd --module myapp.rpcs`` from the folder that holds ``myapp/``; not with
+``PYTHONSAFEPATH``), then in the ``--module-path DIR`` directories, then on ``sys.path``.
+The module must define at least one of:
 
 * ``rpcs``: a :class:`binrpc.server.Registry` whose methods are all served;
 * ``register(registry)``: a function called with the daemon's registry.
@@ -268,7 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--module",
         action="append",
         metavar="NAME",
-        help="import a module (or .py file) exporting RPCs (repeatable)",
+        help="import a module (or .py file) exporting RPCs (repeatable); dotted names are "
+        "found, as with `python -m`, in the working directory first (not with "
+        "PYTHONSAFEPATH), then in the --module-path directories, then on sys.path",
+    )
+    p.add_argument(
+        "--module-path",
+        action="append",
+        metavar="DIR",
+        help="also look for --module names in DIR (repeatable)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return p  # fmt: skip
@@ -493,6 +504,21 @@ def options_from(
     return binrpc, options, modules
 
 
+def module_search_path(module_paths: Sequence[str]) -> list[str]:
+    """The directories put before ``sys.path`` for ``--module``: the working directory, as
+    ``python -m`` does (unless ``PYTHONSAFEPATH``/``-P`` asks not to), then ``module_paths``.
+
+    Raises:
+        ConfigError: a ``module_paths`` entry that is not a directory.
+    """
+    dirs = [] if sys.flags.safe_path else [os.getcwd()]
+    for entry in module_paths:
+        if not os.path.isdir(entry):
+            raise ConfigError(f"module path {entry!r}: not a directory")
+        dirs.append(os.path.abspath(entry))
+    return dirs
+
+
 def load_module(name: str, registry: Registry) -> None:
     """Import ``name`` (a dotted module name or a path to a ``.py`` file) and register its RPCs
     (its ``rpcs`` Registry and/or its ``register(registry)`` function).
@@ -631,6 +657,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         addresses, options, modules = options_from(args)
         registry = Registry()
+        if modules:
+            sys.path[:0] = module_search_path(args.module_path or [])
         for name in modules:
             load_module(name, registry)
         factory, loop_name = loop_factory(_loop_choice(args))

@@ -77,8 +77,9 @@ class FdShortage:
 class Acceptor:
     """Accepts the connections of one listening stream socket (see the module docstring).
 
-    ``close()`` stops accepting (the socket itself is closed by its owner);
-    ``wait_closed()`` waits for the connections being set up (a TLS handshake ...)."""
+    ``close()`` stops accepting and drops the connections still being set up (a TLS
+    handshake); the socket itself is closed by its owner. ``wait_closed()`` waits for
+    those to be gone."""
 
     def __init__(
         self,
@@ -152,30 +153,37 @@ class Acceptor:
 
     def _setup(self, conn: socket.socket) -> None:
         conn.setblocking(False)
+        owned: list[bool] = []  # a transport took the socket: it closes it, in every case
+
+        def factory() -> asyncio.Protocol:
+            owned.append(True)
+            return self._factory()
+
         if self._ssl is None:
-            coro = self._loop.connect_accepted_socket(self._factory, conn)
+            coro = self._loop.connect_accepted_socket(factory, conn)
         else:
             coro = self._loop.connect_accepted_socket(
-                self._factory, conn, ssl=self._ssl, ssl_handshake_timeout=self._handshake_timeout
+                factory, conn, ssl=self._ssl, ssl_handshake_timeout=self._handshake_timeout
             )
         task = asyncio.ensure_future(coro)
         self._setups.add(task)
-        task.add_done_callback(lambda t: self._set_up(t, conn))
+        task.add_done_callback(lambda t: self._set_up(t, conn, bool(owned)))
 
-    def _set_up(self, task: asyncio.Task[Any], conn: socket.socket) -> None:
+    def _set_up(self, task: asyncio.Task[Any], conn: socket.socket, owned: bool) -> None:
         self._setups.discard(task)
-        if task.cancelled():
-            conn.close()
-            return
-        exc = task.exception()
+        exc = None if task.cancelled() else task.exception()
         if exc is not None:
             # a failed TLS handshake, a client gone before its transport existed ...
             log.debug("%s: connection not set up: %r", self._address, exc)
-            conn.close()
+        if (exc is not None or task.cancelled()) and not owned:
+            conn.close()  # never reached a transport (closing it here too could close a
+            # descriptor number the transport's loop has already closed and reused)
 
     def close(self) -> None:
         self._closed = True
         self._stop_reading()
+        for task in self._setups:  # a TLS handshake in progress: that client is dropped
+            task.cancel()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None

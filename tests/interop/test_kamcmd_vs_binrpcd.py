@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.loops import LOOPS, require_loop
 from tests.server.helpers import binrpcd_command
 
 from .kamailio import free_ports, run_kamcmd
@@ -31,10 +32,14 @@ class Binrpcd:
     proc: subprocess.Popen[bytes]
     binrpc: dict[str, str]  # transport -> kamcmd -s address
     workdir: str
+    loop: str
 
 
-@pytest.fixture(scope="module")
-def binrpcd() -> Iterator[Binrpcd]:
+@pytest.fixture(scope="module", params=LOOPS)
+def binrpcd(request: pytest.FixtureRequest) -> Iterator[Binrpcd]:
+    """binrpcd on the four transports, once per event loop (the transports differ by loop)."""
+    loop: str = request.param
+    require_loop(loop)
     workdir = tempfile.mkdtemp(prefix="binrpcd-interop-", dir="/tmp")
     udp, tcp = free_ports(2)
     addrs = {
@@ -45,7 +50,7 @@ def binrpcd() -> Iterator[Binrpcd]:
     }
     args = [x for a in addrs.values() for x in ("--binrpc", a)]
     proc = subprocess.Popen(
-        binrpcd_command(*args),
+        binrpcd_command("--loop", loop, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -58,7 +63,7 @@ def binrpcd() -> Iterator[Binrpcd]:
             line = proc.stdout.readline()
             assert line, f"binrpcd exited: {proc.stderr.read() if proc.stderr else b''!r}"
             ready += line.startswith(b"listening on ")
-        yield Binrpcd(proc, addrs, workdir)
+        yield Binrpcd(proc, addrs, workdir, loop)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)

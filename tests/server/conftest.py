@@ -20,6 +20,7 @@ from binrpc import Packet, encode_request, parse_packet
 from binrpc._codec import MsgType, decode_values
 from binrpc._rpc import Registry
 from binrpc.server import Server, ServerOptions, serve
+from tests.loops import LOOPS, loop_factory, require_loop
 
 
 def free_port(kind: str = "tcp", host: str = "127.0.0.1") -> int:
@@ -136,9 +137,21 @@ def endpoints(workdir: str) -> Endpoints:
     return make_endpoints(workdir)
 
 
+@pytest.fixture(params=LOOPS)
+def loop_name(request: pytest.FixtureRequest) -> str:
+    """Each event loop in turn (``tests.loops``)."""
+    name: str = request.param
+    require_loop(name)
+    return name
+
+
 @pytest.fixture
-def server(endpoints: Endpoints) -> Iterator[ServerThread]:
-    with ServerThread(None, endpoints.unixs, endpoints.unixd, endpoints.udp, endpoints.tcp) as st:
+def server(endpoints: Endpoints, loop_name: str) -> Iterator[ServerThread]:
+    """A default server on the four transports, on each event loop."""
+    ep = endpoints
+    with ServerThread(
+        None, ep.unixs, ep.unixd, ep.udp, ep.tcp, loop_factory=loop_factory(loop_name)
+    ) as st:
         yield st
 
 

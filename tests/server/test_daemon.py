@@ -6,6 +6,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -107,7 +108,7 @@ def daemon_all(workdir: str, module_file: str) -> Iterator[tuple[Daemon, dict[st
             d.stop(signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_daemon_serves_and_stops_cleanly(
     daemon_all: tuple[Daemon, dict[str, str]], workdir: str, sig: int
 ) -> None:
@@ -131,6 +132,26 @@ def test_daemon_serves_and_stops_cleanly(
             c.close()
     assert not os.path.exists(f"{workdir}/d.sock")
     assert not os.path.exists(f"{workdir}/d.dgram")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2])
+def test_hup_and_usr_signals_are_logged_and_ignored(workdir: str, sig: int) -> None:
+    files = [f"{workdir}/s.sock", f"{workdir}/d.dgram", f"{workdir}/ctl.fifo"]
+    d = Daemon("--binrpc", f"unixs:{files[0]}", "--binrpc", f"unixd:{files[1]}", "--fifo", files[2])
+    try:
+        d.wait_ready(3)
+        os.kill(d.proc.pid, sig)
+        with RawClient(f"unixs:{files[0]}") as c:
+            assert c.call("core.echo", ["after"]) == ("reply", ["after"])
+        assert d.proc.poll() is None
+        assert d.stop(signal.SIGTERM) == 0
+    finally:
+        if d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+    _, err = d.proc.communicate()
+    name = signal.Signals(sig).name
+    assert f"WARNING: {name} received: ignored" in err.decode(), err
+    assert [f for f in files if os.path.exists(f)] == []
 
 
 def test_core_kill_stops_the_daemon(workdir: str) -> None:
@@ -313,3 +334,47 @@ def test_options_from_limits_flags_and_toml(workdir: str) -> None:
     for bad in (["--max-pending-per-connection", "0"], ["--call-timeout", "x"]):
         with pytest.raises(ConfigError):
             options_from(build_parser().parse_args(bad))
+
+
+BINRPCD = os.path.join(os.path.dirname(sys.executable), "binrpcd")
+"""The installed entry point (``python -m`` would put the working directory on the path
+itself)."""
+
+
+@pytest.mark.parametrize("where", ["cwd", "module-path"])
+def test_module_found_like_python_m(workdir: str, where: str) -> None:
+    app = Path(workdir) / "proj" / "myapp"
+    app.mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "rpcs.py").write_text(MODULE)
+    sock = f"{workdir}/m.sock"
+    args = ["--binrpc", f"unixs:{sock}", "--module", "myapp.rpcs"]
+    if where == "cwd":
+        cwd = str(app.parent)  # the folder that holds myapp/
+    else:
+        cwd = workdir
+        args += ["--module-path", str(app.parent)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    proc = subprocess.Popen(
+        [BINRPCD, "--loop", "asyncio", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line.startswith(b"listening on "), proc.stderr.read().decode()
+        with RawClient(f"unixs:{sock}") as c:
+            assert c.call("demo.add", [2, 3]) == ("reply", [5])
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+
+
+def test_module_path_must_be_a_directory(workdir: str) -> None:
+    d = Daemon("--module", "myapp.rpcs", "--module-path", f"{workdir}/nope")
+    rc, err = d.run_to_end()
+    assert rc == 1 and "module path" in err and "not a directory" in err, err

@@ -9,7 +9,10 @@ hard-codes (``--max-connections``, ``--idle-timeout``, ``--write-timeout``,
 same settings from TOML (keys with underscores or dashes); flags win over the file.
 
 ``--module NAME`` (repeatable) imports a Python module (or a ``.py`` file) and registers its
-RPCs. The module must define at least one of:
+RPCs. Dotted names are looked up as ``python -m`` does: in the working directory first
+(``binrpcd --module myapp.rpcs`` from the folder that holds ``myapp/``; not with
+``PYTHONSAFEPATH``), then in the ``--module-path DIR`` directories, then on ``sys.path``.
+The module must define at least one of:
 
 * ``rpcs``: a :class:`binrpc.server.Registry` whose methods are all served;
 * ``register(registry)``: a function called with the daemon's registry.
@@ -32,8 +35,9 @@ asyncio's default loop. The loop in use is printed on stderr at start-up
 
 The daemon logs to stderr, prints one ``listening on <address>`` line per listener on stdout
 once it is ready (``listening on fifo:/tmp/ser_fifo`` for a FIFO file, ``listening on
-udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM or SIGINT
-(listeners closed, socket and FIFO files removed, pending replies sent) or ``core.kill``.
+udp:*:2050 (fifo)`` for the FIFO protocol over a socket), and exits 0 after SIGTERM, SIGINT or
+SIGQUIT (listeners closed, socket and FIFO files removed, pending replies sent) or
+``core.kill``. SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.
 """
 
 from __future__ import annotations
@@ -279,7 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--module",
         action="append",
         metavar="NAME",
-        help="import a module (or .py file) exporting RPCs (repeatable)",
+        help="import a module (or .py file) exporting RPCs (repeatable); dotted names are "
+        "found, as with `python -m`, in the working directory first (not with "
+        "PYTHONSAFEPATH), then in the --module-path directories, then on sys.path",
+    )
+    p.add_argument(
+        "--module-path",
+        action="append",
+        metavar="DIR",
+        help="also look for --module names in DIR (repeatable)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return p  # fmt: skip
@@ -499,6 +511,21 @@ def options_from(
     return binrpc, options, modules
 
 
+def module_search_path(module_paths: Sequence[str]) -> list[str]:
+    """The directories put before ``sys.path`` for ``--module``: the working directory, as
+    ``python -m`` does (unless ``PYTHONSAFEPATH``/``-P`` asks not to), then ``module_paths``.
+
+    Raises:
+        ConfigError: a ``module_paths`` entry that is not a directory.
+    """
+    dirs = [] if sys.flags.safe_path else [os.getcwd()]
+    for entry in module_paths:
+        if not os.path.isdir(entry):
+            raise ConfigError(f"module path {entry!r}: not a directory")
+        dirs.append(os.path.abspath(entry))
+    return dirs
+
+
 def load_module(name: str, registry: Registry) -> None:
     """Import ``name`` (a dotted module name or a path to a ``.py`` file) and register its RPCs
     (its ``rpcs`` Registry and/or its ``register(registry)`` function).
@@ -564,20 +591,50 @@ def loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] |
     return None, "asyncio"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+"""Shut down cleanly: listeners closed, socket and FIFO files removed, pending replies sent."""
+
+IGNORED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+"""Logged and ignored (their default action would kill binrpcd and leave its socket files
+behind). SIGHUP is reserved for a reload."""
+
+
 async def _run(addresses: list[str | Listen], options: ServerOptions, registry: Registry) -> int:
     server = serve(registry, *addresses, options=options)
-    await server.start()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.close)
-    for listener in server.listeners:
-        over_socket = listener.payload == "fifo" and listener.address.proto != "fifo"
-        suffix = " (fifo)" if over_socket else ""
-        print(f"listening on {listener.address}{suffix}", flush=True)
-    log.info("binrpcd %d ready: %s", os.getpid(), ", ".join(str(a) for a in server.addresses))
-    await server.serve_forever()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
+    stop_requested = False
+
+    def stop(sig: signal.Signals) -> None:
+        nonlocal stop_requested
+        log.info("%s received: shutting down", sig.name)
+        stop_requested = True
+        if server.listeners:  # else start() is still opening them: closed once it is done
+            server.close()
+
+    def ignore(sig: signal.Signals) -> None:
+        log.warning("%s received: ignored", sig.name)
+
+    # before start(): a signal while the listeners are being opened must not kill the
+    # process with its socket files on disk
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    for sig in IGNORED_SIGNALS:
+        loop.add_signal_handler(sig, ignore, sig)
+    try:
+        await server.start()
+        if stop_requested:
+            server.close()
+        else:
+            for listener in server.listeners:
+                over_socket = listener.payload == "fifo" and listener.address.proto != "fifo"
+                suffix = " (fifo)" if over_socket else ""
+                print(f"listening on {listener.address}{suffix}", flush=True)
+            addresses_text = ", ".join(str(a) for a in server.addresses)
+            log.info("binrpcd %d ready: %s", os.getpid(), addresses_text)
+        await server.serve_forever()
+    finally:
+        for sig in (*STOP_SIGNALS, *IGNORED_SIGNALS):
+            loop.remove_signal_handler(sig)
     log.info("binrpcd stopped")
     return 0
 
@@ -607,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         addresses, options, modules = options_from(args)
         registry = Registry()
+        if modules:
+            sys.path[:0] = module_search_path(args.module_path or [])
         for name in modules:
             load_module(name, registry)
         factory, loop_name = loop_factory(_loop_choice(args))

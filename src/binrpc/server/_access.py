@@ -6,8 +6,6 @@ option) behaves exactly as the ctl module.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fnmatch
 import grp
 import ipaddress
@@ -17,7 +15,6 @@ import re
 import socket
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -28,7 +25,7 @@ from .._rpc import Method, MethodTable
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Listen", "ListenerPolicy", "MethodFilter", "UnixCredDatagramTransport"]
+__all__ = ["Listen", "ListenerPolicy", "MethodFilter", "UnixCredsGate"]
 
 log = logging.getLogger("binrpc.server")
 
@@ -367,120 +364,40 @@ def peer_creds(sock: Any) -> tuple[int, int, int] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# unix datagrams with sender credentials
+# unix datagrams: sender credentials
 
 
-class UnixCredDatagramTransport(asyncio.DatagramTransport):
-    """A minimal datagram transport for a unix datagram listener that checks the sender of
-    every datagram: the socket has ``SO_PASSCRED``, so the kernel attaches the sender's
-    pid/uid/gid to each datagram (``SCM_CREDENTIALS``, read with ``recvmsg``; only a
-    privileged sender can claim other ids). asyncio's own transport uses ``recvfrom``, which
-    drops that ancillary data. Refused datagrams are dropped unanswered (logged)."""
+class UnixCredsGate:
+    """The sender check of a unix datagram listener with uid/gid rules (a
+    :class:`~binrpc.server._dgram.CredsGate`): the socket gets ``SO_PASSCRED``, so the kernel
+    attaches the sender's pid/uid/gid to each datagram (``SCM_CREDENTIALS``, read with
+    ``recvmsg``; only a privileged sender can claim other ids). Refused datagrams are
+    dropped unanswered (logged)."""
 
-    _MAX_QUEUE = 256  # replies waiting for room in a client's receive queue
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: socket.socket,
-        protocol: asyncio.DatagramProtocol,
-        policy: ListenerPolicy,
-        refusals: RefusalLog,
-    ) -> None:
-        super().__init__()
-        self._loop = loop
-        self._sock = sock
-        self._protocol = protocol
+    def __init__(self, policy: ListenerPolicy, refusals: RefusalLog) -> None:
         self._policy = policy
         self._refusals = refusals
-        self._closing = False
-        self._queue: deque[tuple[bytes, Any]] = deque()
-        self._ancsize = socket.CMSG_SPACE(_UCRED.size)
+        self.ancsize = socket.CMSG_SPACE(_UCRED.size)
+
+    def prepare(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        loop.add_reader(sock.fileno(), self._read)
-        loop.call_soon(protocol.connection_made, self)
 
-    def _read(self) -> None:
-        sock = self._sock
-        for _ in range(64):
-            if self._closing:
-                return
-            try:
-                data, anc, flags, addr = sock.recvmsg(65536, self._ancsize)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            creds = None
-            for level, kind, payload in anc:
-                if (
-                    level == socket.SOL_SOCKET
-                    and kind == socket.SCM_CREDENTIALS
-                    and len(payload) >= _UCRED.size
-                ):
-                    creds = _UCRED.unpack(payload[: _UCRED.size])
-            peer = addr or "<unbound unix socket>"
-            if creds is None:
-                self._refusals.refused(str(peer), "no credentials", "datagram")
-                continue
-            pid, uid, gid = creds
-            reason = self._policy.creds_refusal(uid, gid)
-            if reason is not None:
-                self._refusals.refused(
-                    f"{peer} (pid {pid}, uid {uid}, gid {gid})", reason, "datagram"
-                )
-                continue
-            if flags & socket.MSG_TRUNC:
-                continue
-            self._protocol.datagram_received(data, addr)
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        if self._closing:
-            return
-        if self._queue:
-            if len(self._queue) < self._MAX_QUEUE:
-                self._queue.append((bytes(data), addr))
-            return
-        try:
-            self._sock.sendto(data, addr)
-        except (BlockingIOError, InterruptedError):
-            self._queue.append((bytes(data), addr))
-            self._loop.add_writer(self._sock.fileno(), self._write_queued)
-        except OSError as exc:
-            self._protocol.error_received(exc)
-
-    def _write_queued(self) -> None:
-        while self._queue:
-            data, addr = self._queue[0]
-            try:
-                self._sock.sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._protocol.error_received(exc)
-            self._queue.popleft()
-        self._loop.remove_writer(self._sock.fileno())
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._sock.fileno())
-            self._loop.remove_writer(self._sock.fileno())
-        self._queue.clear()
-        self._loop.call_soon(self._protocol.connection_lost, None)
-
-    def abort(self) -> None:
-        self.close()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "socket":
-            return self._sock
-        if name == "sockname":
-            return self._sock.getsockname()
-        return default
+    def admits(self, ancdata: list[tuple[int, int, bytes]], addr: Any) -> bool:
+        creds = None
+        for level, kind, payload in ancdata:
+            if (
+                level == socket.SOL_SOCKET
+                and kind == socket.SCM_CREDENTIALS
+                and len(payload) >= _UCRED.size
+            ):
+                creds = _UCRED.unpack(payload[: _UCRED.size])
+        peer = addr or "<unbound unix socket>"
+        if creds is None:
+            self._refusals.refused(str(peer), "no credentials", "datagram")
+            return False
+        pid, uid, gid = creds
+        reason = self._policy.creds_refusal(uid, gid)
+        if reason is not None:
+            self._refusals.refused(f"{peer} (pid {pid}, uid {uid}, gid {gid})", reason, "datagram")
+            return False
+        return True

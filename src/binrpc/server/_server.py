@@ -18,15 +18,17 @@ from .._defaults import default_server_address
 from .._framing import StreamFramer
 from .._rpc import MethodTable, Registry, RpcLimits
 from ..rpcs import builtin_registry
+from ._accept import Acceptor, FdShortage
 from ._access import (
     TLS_HANDSHAKE_TIMEOUT,
     Listen,
     ListenerPolicy,
     MethodFilter,
     RefusalLog,
-    UnixCredDatagramTransport,
+    UnixCredsGate,
 )
 from ._conn import DatagramEndpoint, StreamConnection
+from ._dgram import DatagramListenerTransport
 from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
 from ._options import ServerOptions
 from ._sockets import (
@@ -73,7 +75,7 @@ class Listener:
     refusals: RefusalLog | None = field(default=None, repr=False)
     local_host: str = ""
     local_port: str = ""
-    server: asyncio.AbstractServer | None = None
+    server: Acceptor | None = None
     transport: asyncio.BaseTransport | None = None
     endpoint: DatagramEndpoint | None = field(default=None, repr=False)
     reader: FifoFileReader | None = field(default=None, repr=False)
@@ -119,6 +121,7 @@ class Server:
         self._closed_event: asyncio.Event | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._conns_gone: asyncio.Event | None = None
+        self._fd_shortage = FdShortage()
 
     # -- start ------------------------------------------------------------------------------
     def _parse_addresses(self) -> list[tuple[Address, str, ListenerPolicy]]:
@@ -228,25 +231,22 @@ class Server:
 
     async def _start_stream(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, tls: Any = None
-    ) -> asyncio.AbstractServer:
+    ) -> Acceptor:
         kind = FifoStreamConnection if listener.payload == "fifo" else StreamConnection
 
         def factory() -> StreamConnection:
             return kind(self, listener)
 
         assert isinstance(listener.opened, OpenedSocket)
-        sock = listener.opened.sock
-        if sock.family == socket.AF_UNIX:
-            return await loop.create_unix_server(factory, sock=sock, backlog=128)
-        if tls is not None:
-            return await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=128,
-                ssl=tls,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-            )
-        return await loop.create_server(factory, sock=sock, backlog=128)
+        return Acceptor(
+            loop,
+            listener.opened.sock,
+            factory,
+            self._fd_shortage,
+            listener.address,
+            ssl=tls,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        )
 
     async def _start_datagram(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
         assert isinstance(listener.opened, OpenedSocket)
@@ -259,14 +259,21 @@ class Server:
             limit = _MAX_DGRAM["udp4"]
         kind = FifoDatagramEndpoint if listener.payload == "fifo" else DatagramEndpoint
         endpoint = kind(self, listener, limit)
+        assert listener.refusals is not None
+        gate = None
         if sock.family == socket.AF_UNIX and listener.policy.checks_creds:
-            assert listener.refusals is not None
-            transport: asyncio.BaseTransport = UnixCredDatagramTransport(
-                loop, sock, endpoint, listener.policy, listener.refusals
-            )
-            await asyncio.sleep(0)  # connection_made
-        else:
-            transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+            gate = UnixCredsGate(listener.policy, listener.refusals)
+        # our own transport on every loop: see _dgram (size limit before decoding, replies to
+        # any unix address kind)
+        transport = DatagramListenerTransport(
+            loop,
+            sock,
+            endpoint,
+            max_request_size=self.options.max_request_size,
+            refusals=listener.refusals,
+            gate=gate,
+        )
+        await asyncio.sleep(0)  # connection_made
         listener.transport = transport
         listener.endpoint = endpoint
 
@@ -280,6 +287,10 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     def connection_gone(self) -> None:
+        if self._fd_shortage.waiting:
+            # a listener out of descriptors may go on, once the transport has closed the
+            # socket (asyncio calls connection_lost first)
+            asyncio.get_running_loop().call_soon(self._fd_shortage.descriptor_freed)
         if self._conns_gone is not None and not self.connections:
             self._conns_gone.set()
 

@@ -198,5 +198,17 @@ class FakeServer:
                 if isinstance(action, float):
                     self._stop.wait(action)
                     continue
-                with contextlib.suppress(OSError):
-                    self.sock.sendto(action, peer)
+                self._send_datagram(action, peer)
+
+    def _send_datagram(self, data: bytes, peer: Any) -> None:
+        """Send one reply, waiting while the peer's queue is full: a reply this fake server
+        dropped would make a test depend on the machine's load (tests drop replies on
+        purpose, by their handler's actions). A peer gone is not waited for."""
+        while not self._stop.is_set():
+            try:
+                self.sock.sendto(data, peer)
+            except TimeoutError:
+                continue  # the peer's queue is full (busy reader): wait for room
+            except OSError:
+                return
+            return

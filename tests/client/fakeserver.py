@@ -187,7 +187,8 @@ class FakeServer:
                     reader.strict = False
                     params = reader.read_all()
                     self.requests.append((method, params))
-                    for action in self.handler(method, params, packet.cookie):
+                    actions = self.handler(method, params, packet.cookie)
+                    for k, action in enumerate(actions):
                         if action is None:
                             with contextlib.suppress(OSError):
                                 conn.shutdown(socket.SHUT_RDWR)
@@ -200,7 +201,10 @@ class FakeServer:
                             continue
                         try:
                             conn.sendall(action)
-                        except OSError:
+                        except OSError:  # the client is gone: tell who waits for the send
+                            for after in actions[k + 1 :]:
+                                if callable(after):
+                                    after()
                             return
 
     def _dgram_loop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -126,13 +127,19 @@ def test_completion_and_history_across_runs(tmp_path: Any) -> None:
         assert echo_requests == [["hist-marker"], ["hist-marker"]]
 
 
-@pytest.mark.parametrize("proto", ["unixs", "unixd"])
+@pytest.mark.parametrize("proto", ["unixs", "unixd", "unixs+tcp"])
 def test_ctrl_c_abandons_the_call_and_clears_the_prompt(tmp_path: Any, proto: str) -> None:
     """^C during a call: ``^C`` shown once, back to the prompt, and the late reply is never
-    taken for the next command's; ^C at the prompt clears the line."""
+    taken for the next command's; ^C at the prompt clears the line. With several ``-s``
+    (``unixs+tcp``: the first node is the slow one) the same."""
     gate = Gate()
-    with FakeServer(proto, gate) as srv:
-        p = Pty(["-s", srv.address], _env(tmp_path))
+    first, *others = proto.split("+")
+    with contextlib.ExitStack() as stack:
+        srv = stack.enter_context(FakeServer(first, gate))
+        rest = [stack.enter_context(FakeServer(o)) for o in others]
+        args = [a for s in (srv, *rest) for a in ("-s", s.address)]
+        prefix = f"[{srv.address}] ".encode() if rest else b""
+        p = Pty(args, _env(tmp_path))
         try:
             p.expect(b"kamcmd>")
             p.send(b"slow\r")
@@ -144,14 +151,14 @@ def test_ctrl_c_abandons_the_call_and_clears_the_prompt(tmp_path: Any, proto: st
             gate.release.set()
             assert gate.sent.wait(20)  # the late reply is gone out before the next command
             p.send(b"core.echo next\r")
-            seen = p.expect(b"next\r\n") + p.expect(b"kamcmd>")
+            seen = p.expect(prefix + b"next\r\n") + p.expect(b"kamcmd>")
             assert b"late" not in seen, seen
             p.send(b"core.ver")
             p.expect(b"core.ver")
             p.send(b"\x03")  # at the prompt: prompt_toolkit's, the line is dropped
             p.expect(b"kamcmd>")
             p.send(b"core.echo after\r")
-            seen = p.expect(b"after\r\n") + p.expect(b"kamcmd>")
+            seen = p.expect(prefix + b"after\r\n") + p.expect(b"kamcmd>")
             assert b"late" not in seen, seen
             p.send(b"quit\r")
             assert p.close() == 0
@@ -162,6 +169,9 @@ def test_ctrl_c_abandons_the_call_and_clears_the_prompt(tmp_path: Any, proto: st
                 p.proc.wait()
         asked = [(m, a) for m, a in srv.requests if m != "system.listMethods"]
         assert asked == [("slow", []), ("core.echo", ["next"]), ("core.echo", ["after"])]
+        for other in rest:  # the line abandoned at the first node never reached the others
+            asked = [(m, a) for m, a in other.requests if m != "system.listMethods"]
+            assert asked == [("core.echo", ["next"]), ("core.echo", ["after"])]
 
 
 def test_history_file_is_private(tmp_path: Any) -> None:

@@ -2,10 +2,14 @@
 
 * On a terminal: prompt_toolkit, with tab completion (method names from ``system.listMethods``,
   aliases, builtins; cfg group/variable and counter group/name parameters, as kamcmd) and a
-  persistent history file: ``$BINRPC_HISTORY``, default ``~/.binrpc_history``; an empty
-  ``BINRPC_HISTORY`` keeps the history in memory only. Without prompt_toolkit: a plain reader.
+  persistent history file: ``$BINRPC_HISTORY``, default ``~/.binrpc_history``, created 0600;
+  an empty ``BINRPC_HISTORY`` keeps the history in memory only. Without prompt_toolkit: a
+  plain reader.
 * Otherwise (piped input): a plain line reader that, like kamcmd with readline, prints the
   prompt and echoes each line, so piped sessions give the same output as kamcmd's.
+
+With several ``-s`` every line goes to every node (``_fanout``). ^C during a line abandons
+it (its connections closed) and returns to the prompt.
 
 Lines are split on spaces and TABs (no quoting, as kamcmd); the banner and the ``kamcmd> ``
 prompt are kept so that scripts driving kamcmd keep working (the banner names binrpc).

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from .fakeserver import FakeServer, Gate
+from .test_cli_signals import default_sigint
 
 pytest.importorskip("prompt_toolkit")
 
@@ -74,6 +75,7 @@ class Pty:
 
 def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    default_sigint()
 
 
 def _env(tmp_path: Any) -> dict[str, str]:

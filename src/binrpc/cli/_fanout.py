@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
     Job: TypeAlias = Callable[[Runner], int]
     """What to do on one node's runner; returns the exit status."""
-    MakeRunner: TypeAlias = Callable[[str, BinaryIO, Callable[[str], object], bytes], Runner | None]
-    """``(address, out, err, prefix)`` -> a runner not connected yet; None (the error sent to
-    ``err``) for an address that does not parse."""
+    Open: TypeAlias = Callable[[str, BinaryIO, Callable[[str], object], bytes], Runner | int]
+    """``(address, out, err, prefix)`` -> a connected runner, or the exit status of a failure
+    (its error sent to ``err``/``out``)."""
 
 __all__ = ["Fanout", "Node"]
 
@@ -31,33 +31,29 @@ class Node:
     """One ``-s`` address: a runner whose stdout and stderr are collected, prefixed, until
     :meth:`flush` prints them."""
 
-    __slots__ = ("_errs", "_make", "address", "out", "prefix", "runner")
+    __slots__ = ("_errs", "_open", "address", "out", "prefix", "runner")
 
-    def __init__(self, address: str, make: MakeRunner) -> None:
+    def __init__(self, address: str, open_runner: Open) -> None:
         self.address = address
         self.prefix = f"[{address}] "
         self.out = io.BytesIO()
         self._errs: list[str] = []
-        self._make = make
+        self._open = open_runner
         self.runner: Runner | None = None
 
     def err(self, text: str) -> None:
         self._errs.extend(self.prefix + line + "\n" for line in text.splitlines())
 
     def run(self, job: Job) -> int:
-        """Connect unless connected (kamcmd connects before running anything, even builtins),
-        then ``job``; the exit status (255 when the address or the connection fails, whose
-        error is collected like any output)."""
-        runner = self.runner
-        if runner is None:
-            runner = self.runner = self._make(
-                self.address, self.out, self.err, self.prefix.encode()
-            )
-            if runner is None:
-                return EXIT_ERROR
-        if not runner.connect():
-            return EXIT_ERROR
-        return job(runner)
+        """Connect unless connected (kamcmd connects before running anything, even builtins;
+        a connection that failed is tried again), then ``job``; the exit status (255 when the
+        address or the connection fails, whose error is collected like any output)."""
+        if self.runner is None:
+            opened = self._open(self.address, self.out, self.err, self.prefix.encode())
+            if isinstance(opened, int):
+                return opened
+            self.runner = opened
+        return job(self.runner)
 
     def flush(self, stdout: BinaryIO, stderr: Callable[[str], object]) -> None:
         """Print what was collected (stdout first) and forget it."""
@@ -86,13 +82,14 @@ class Fanout:
     def __init__(
         self,
         addresses: Sequence[str],
-        make: MakeRunner,
+        open_runner: Open,
         stdout: BinaryIO,
         stderr: Callable[[str], object],
     ) -> None:
-        self.nodes = [Node(a, make) for a in addresses]
+        self.nodes = [Node(a, open_runner) for a in addresses]
         self.stdout = stdout
         self.stderr = stderr
+        self._closing = False
 
     def run(self, job: Job) -> int:
         """``job`` on every node in turn, each node's block printed as soon as it is done;
@@ -112,7 +109,12 @@ class Fanout:
         statuses = [EXIT_ERROR] * len(self.nodes)
 
         def work(k: int) -> None:
-            statuses[k] = self.nodes[k].run(job)
+            try:
+                statuses[k] = self.nodes[k].run(job)
+            except BaseException:
+                if not self._closing:
+                    raise
+                # its connection closed under it (^C in the main thread): nothing to tell
 
         threads = [
             threading.Thread(target=work, args=(k,), daemon=True) for k in range(len(self.nodes))
@@ -133,5 +135,8 @@ class Fanout:
             node.discard()
 
     def close(self) -> None:
+        """Close every connection, even under a thread still running a job on it (^C during
+        :meth:`run_concurrently`: the process is ending)."""
+        self._closing = True
         for node in self.nodes:
             node.close()

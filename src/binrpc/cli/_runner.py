@@ -189,20 +189,6 @@ class Runner:
         self._line_start = True
         self._plain = not opts.json and not opts.verbose  # default rendering, nothing else
 
-    def connect(self) -> bool:
-        """Open the client's connection unless it is open (kamcmd connects before running
-        anything, even builtins); False, the error printed, when it fails."""
-        client = self.client
-        if client.connected:
-            return True
-        try:
-            client.connect()
-        except TransportError as exc:
-            client.close()
-            self.err(error_message(exc, client.address))
-            return False
-        return True
-
     # -- output ------------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if not data:

@@ -74,28 +74,23 @@ def make_client(opts: Options, address: str) -> Client:
     )
 
 
-def _new_runner(
-    opts: Options, address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
-) -> Runner | None:
-    """A runner for ``address``, not connected yet; None (the error sent to ``err``) for an
-    address that does not parse."""
-    try:
-        client = make_client(opts, address)
-    except AddressError as exc:
-        err(address_error_message(address, exc))
-        return None
-    runner = Runner(client, opts, out, err, prefix=prefix)
-    runner.address = address
-    return runner
-
-
 def _open(
     opts: Options, address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
 ) -> Runner | int:
     """Parse the address, connect (kamcmd connects before running anything, even builtins)."""
-    runner = _new_runner(opts, address, out, err, prefix)
-    if runner is None or not runner.connect():
+    try:
+        client = make_client(opts, address)
+    except AddressError as exc:
+        err(address_error_message(address, exc))
         return EXIT_ERROR
+    try:
+        client.connect()
+    except TransportError as exc:
+        client.close()
+        err(error_message(exc, client.address))
+        return EXIT_ERROR
+    runner = Runner(client, opts, out, err, prefix=prefix)
+    runner.address = address
     return runner
 
 
@@ -212,8 +207,8 @@ def _main(args: list[str], stdout: BinaryIO) -> int:
 
         def make(
             address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
-        ) -> Runner | None:
-            return _new_runner(opts, address, out, err, prefix)
+        ) -> Runner | int:
+            return _open(opts, address, out, err, prefix)
 
         fanout = Fanout(opts.sockets, make, stdout, _stderr)
         try:

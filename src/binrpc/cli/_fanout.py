@@ -71,7 +71,7 @@ class Node:
         self._errs.clear()
 
     def close(self) -> None:
-        """Close the node's connection (the next :meth:`run` opens a new one)."""
+        """Close the node's connection (its next request opens a new one)."""
         if self.runner is not None:
             self.runner.client.close()
 

@@ -2,7 +2,8 @@
 
 The handler gets each request ``(method, params, cookie)`` and returns a list of *actions*:
 ``bytes`` are sent (one datagram each on datagram transports), a ``float`` sleeps that many
-seconds, ``None`` closes the connection (stream only). Helpers build common replies, including
+seconds, ``None`` closes the connection (stream only), a callable is called (to tell a test
+that what came before it was sent). Helpers build common replies, including
 ones Kamailio never sends (arrays, split delivery, wrong cookies).
 """
 
@@ -21,7 +22,7 @@ from binrpc import Struct, encode_fault, encode_reply
 from binrpc._codec import parse_request
 from binrpc._framing import StreamFramer
 
-Action = bytes | float | None
+Action = bytes | float | Callable[[], object] | None
 Handler = Callable[[str, list[Any], int], Sequence[Action]]
 
 
@@ -55,6 +56,25 @@ def default_handler(method: str, params: list[Any], cookie: int) -> Sequence[Act
     if method == "core.uptime":
         return [reply([Struct(now="now", uptime=7)], cookie)]
     return [fault(500, f"command {method} not found", cookie)]
+
+
+class Gate:
+    """A method ``slow`` whose reply waits for the test: :attr:`arrived` is set when the
+    request came, the reply goes out once :attr:`release` is set, then :attr:`sent` is set.
+    Other methods: ``fallback``."""
+
+    def __init__(self, fallback: Handler = default_handler) -> None:
+        self.fallback = fallback
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        self.sent = threading.Event()
+
+    def __call__(self, method: str, params: list[Any], cookie: int) -> Sequence[Action]:
+        if method != "slow":
+            return self.fallback(method, params, cookie)
+        self.arrived.set()
+        self.release.wait(60)
+        return [reply(["late"], cookie), self.sent.set]
 
 
 class FakeServer:
@@ -167,7 +187,8 @@ class FakeServer:
                     reader.strict = False
                     params = reader.read_all()
                     self.requests.append((method, params))
-                    for action in self.handler(method, params, packet.cookie):
+                    actions = self.handler(method, params, packet.cookie)
+                    for k, action in enumerate(actions):
                         if action is None:
                             with contextlib.suppress(OSError):
                                 conn.shutdown(socket.SHUT_RDWR)
@@ -175,9 +196,15 @@ class FakeServer:
                         if isinstance(action, float):
                             self._stop.wait(action)
                             continue
+                        if callable(action):
+                            action()
+                            continue
                         try:
                             conn.sendall(action)
-                        except OSError:
+                        except OSError:  # the client is gone: tell who waits for the send
+                            for after in actions[k + 1 :]:
+                                if callable(after):
+                                    after()
                             return
 
     def _dgram_loop(self) -> None:
@@ -197,6 +224,9 @@ class FakeServer:
                     continue
                 if isinstance(action, float):
                     self._stop.wait(action)
+                    continue
+                if callable(action):
+                    action()
                     continue
                 self._send_datagram(action, peer)
 

@@ -352,3 +352,27 @@ def test_entry_point_and_help() -> None:
         assert opt in r.stdout
     r = binrpc("-V")
     assert r.stdout.startswith(b"version: binrpc ")
+
+
+def test_interactive_with_several_servers_asks_every_node(srv: FakeServer) -> None:
+    """Each line goes to every node, printed exactly as the one-shot fan-out prints it."""
+    with FakeServer("tcp", handler) as other:
+        nodes = ["-s", srv.address, "-s", "tcp:127.0.0.1:1", "-s", other.address]
+        echo = binrpc(*nodes, "core.echo", "hi")
+        nope = binrpc(*nodes, "nope")
+        assert echo.stdout and nope.stdout and echo.stderr == nope.stderr  # the refused node
+        before = len(other.requests)
+        r = binrpc(*nodes, input=b"core.echo hi\nnope\nquit\ncore.echo never\n")
+        assert r.returncode == 0
+        session = r.stdout.split(b"For details type `warranty'.\n", 1)[1]
+        assert session == (
+            b"kamcmd> core.echo hi\n"
+            + echo.stdout
+            + b"kamcmd> nope\n"
+            + nope.stdout
+            + b"kamcmd> quit\n"
+        )
+        # the refused node: once when the session opens, then once per line
+        assert r.stderr == echo.stderr * 3
+        asked = [m for m, params in other.requests[before:] if m != "system.listMethods"]
+        assert asked == ["core.echo", "nope"]

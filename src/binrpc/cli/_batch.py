@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 
 from ..client._pipeline import DEFAULT_WINDOW, Pipeline
-from ._runner import EXIT_ERROR, EXIT_FAULT, EXIT_OK, RPC, Call, Quit
+from ._runner import EXIT_ERROR, EXIT_OK, RPC, Call, Quit, worst_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -54,14 +54,6 @@ def split_line(line: str) -> list[str]:
     import shlex
 
     return shlex.split(line, comments=True)
-
-
-def _worst(statuses: Sequence[int]) -> int:
-    if EXIT_ERROR in statuses:
-        return EXIT_ERROR
-    if EXIT_FAULT in statuses:
-        return EXIT_FAULT
-    return max(statuses, default=EXIT_OK)
 
 
 def run_batch(runner: Runner, lines: list[str], first: list[str] | None = None) -> int:
@@ -177,4 +169,4 @@ def _one_at_a_time(runner: Runner, lines: list[str], first: list[str] | None) ->
             statuses.append(runner.run(words))
         except Quit:
             break
-    return _worst(statuses)
+    return worst_status(statuses)

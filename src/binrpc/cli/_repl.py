@@ -2,10 +2,14 @@
 
 * On a terminal: prompt_toolkit, with tab completion (method names from ``system.listMethods``,
   aliases, builtins; cfg group/variable and counter group/name parameters, as kamcmd) and a
-  persistent history file: ``$BINRPC_HISTORY``, default ``~/.binrpc_history``; an empty
-  ``BINRPC_HISTORY`` keeps the history in memory only. Without prompt_toolkit: a plain reader.
+  persistent history file: ``$BINRPC_HISTORY``, default ``~/.binrpc_history``, created 0600;
+  an empty ``BINRPC_HISTORY`` keeps the history in memory only. Without prompt_toolkit: a
+  plain reader.
 * Otherwise (piped input): a plain line reader that, like kamcmd with readline, prints the
   prompt and echoes each line, so piped sessions give the same output as kamcmd's.
+
+With several ``-s`` every line goes to every node (``_fanout``). ^C during a line abandons
+it (its connections closed) and returns to the prompt.
 
 Lines are split on spaces and TABs (no quoting, as kamcmd); the banner and the ``kamcmd> ``
 prompt are kept so that scripts driving kamcmd keep working (the banner names binrpc).
@@ -15,16 +19,27 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from .._codec import MsgType
 from .._errors import DecodeError, RemoteProtocolError, TransportError
 from ._commands import ALIASES, BUILTINS, banner
 from ._render import render_fault
-from ._runner import EXIT_OK, Quit, Runner
+from ._runner import EXIT_ERROR, EXIT_OK, Quit, Runner
 
-__all__ = ["PROMPT", "CompletionData", "history_path", "interactive", "split_line"]
+if TYPE_CHECKING:
+    from ._fanout import Fanout, Job
+
+__all__ = [
+    "PROMPT",
+    "CompletionData",
+    "history_path",
+    "interactive",
+    "interactive_nodes",
+    "open_history_file",
+    "split_line",
+]
 
 PROMPT: Final = "kamcmd> "
 _TRIM: Final = " \t\r\n"
@@ -60,6 +75,16 @@ def history_path() -> str | None:
     if env is not None:
         return env or None
     return os.path.join(os.path.expanduser("~"), ".binrpc_history")
+
+
+def open_history_file(path: str) -> None:
+    """Make sure the history file exists, created with mode 0600: it holds everything typed,
+    parameters included. An existing file keeps its mode (never widened, nor narrowed).
+
+    Raises:
+        OSError: the file cannot be opened for appending.
+    """
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
 
 
 class CompletionData:
@@ -120,18 +145,32 @@ def fetch_completion(runner: Runner) -> CompletionData:
     return data
 
 
-def _execute(runner: Runner, line: str) -> bool:
+def _execute(run: Callable[[Job], object], out: BinaryIO, line: str) -> bool:
     """Run one line; False when the session must end."""
     words = split_line(line)
     if not words:
         return True
     try:
-        runner.run(words, interactive=True)
+        run(lambda runner: runner.run(words, interactive=True))
     except Quit:
         return False
     finally:
-        runner.out.flush()
+        out.flush()
     return True
+
+
+def interrupted_text() -> bytes:
+    """What to print after a ^C: ``^C`` and a new line, or only the new line when stdin is a
+    terminal in line mode echoing control characters (ECHOCTL: the terminal has shown the
+    ``^C`` already)."""
+    import termios
+
+    try:
+        lflag = termios.tcgetattr(sys.stdin.fileno())[3]
+    except (OSError, ValueError, AttributeError, termios.error):  # not a terminal
+        return b"^C\n"
+    shown = termios.ECHO | termios.ECHOCTL | termios.ICANON
+    return b"\n" if lflag & shown == shown else b"^C\n"
 
 
 def readline_tabs(line: str, data: CompletionData) -> tuple[str, int]:
@@ -160,20 +199,25 @@ def readline_tabs(line: str, data: CompletionData) -> tuple[str, int]:
     return out, bells
 
 
-def _plain_lines(echo: bool, runner: Runner, data: CompletionData) -> Iterator[str]:
+def _plain_lines(
+    echo: bool, out: BinaryIO, err: Callable[[str], object], data: CompletionData
+) -> Iterator[str]:
     stdin = sys.stdin.buffer
-    out = runner.out
     while True:
         out.write(PROMPT.encode())
         out.flush()
-        raw = stdin.readline()
+        try:
+            raw = stdin.readline()
+        except KeyboardInterrupt:  # ^C at the prompt: a new prompt
+            out.write(interrupted_text())
+            continue
         if not raw:
             return
         line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
         if echo:
             line, bells = readline_tabs(line, data)
             if bells:
-                runner.err("\a" * bells)
+                err("\a" * bells)
             out.write(line.encode("utf-8", "surrogateescape") + b"\n")
         yield line
 
@@ -196,13 +240,17 @@ def _prompt_toolkit_lines(data: CompletionData) -> Iterable[str] | None:
                 if cand.startswith(current):
                     yield Completion(cand, start_position=-len(current))
 
+    class _PrivateHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            open_history_file(str(self.filename))  # removed meanwhile: created 0600 again
+            super().store_string(string)
+
     path = history_path()
     history: History = InMemoryHistory()
     if path is not None:
         try:
-            with open(path, "a"):
-                pass
-            history = FileHistory(path)
+            open_history_file(path)
+            history = _PrivateHistory(path)
         except OSError:
             history = InMemoryHistory()
     session: PromptSession[str] = PromptSession(
@@ -222,17 +270,53 @@ def _prompt_toolkit_lines(data: CompletionData) -> Iterable[str] | None:
 
 
 def interactive(runner: Runner) -> int:
-    """The interactive session; returns 0 (kamcmd's status whatever happened inside)."""
+    """The interactive session on one node; returns 0 (kamcmd's status whatever happened
+    inside)."""
     data = fetch_completion(runner)
-    runner.write(banner().encode())
-    runner.out.flush()
+    return _session(data, runner.out, runner.err, lambda job: job(runner), runner.client.close)
+
+
+def interactive_nodes(fanout: Fanout) -> int:
+    """The interactive session with several ``-s``: every line goes to every node, in the
+    order of the options, printed as the one-shot fan-out prints it. Completion comes from
+    the first node that connects; 255 (the errors printed) when none does, else 0."""
+    found: list[CompletionData] = []
+
+    def first_completion(runner: Runner) -> int:
+        if not found:
+            found.append(fetch_completion(runner))
+        return EXIT_OK
+
+    fanout.run(first_completion)  # connects every node, as a one-shot call would
+    if not found:
+        return EXIT_ERROR
+    return _session(found[0], fanout.stdout, fanout.stderr, fanout.run, fanout.abandon)
+
+
+def _session(
+    data: CompletionData,
+    out: BinaryIO,
+    err: Callable[[str], object],
+    run: Callable[[Job], object],
+    abandon: Callable[[], object],
+) -> int:
+    """Read lines and ``run`` each. A ^C during a line calls ``abandon`` (which drops the
+    connections, so that a late reply is never read as the answer to the next line), prints
+    ``^C`` and goes back to the prompt."""
+    out.write(banner().encode())
+    out.flush()
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     lines: Iterable[str] | None = None
     if tty:
         lines = _prompt_toolkit_lines(data)
     if lines is None:
-        lines = _plain_lines(not tty, runner, data)
+        lines = _plain_lines(not tty, out, err, data)
     for line in lines:
-        if not _execute(runner, line):
-            break
+        try:
+            if not _execute(run, out, line):
+                break
+        except KeyboardInterrupt:
+            abandon()
+            out.write(interrupted_text())
+            out.flush()
     return EXIT_OK

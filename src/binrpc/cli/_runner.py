@@ -39,7 +39,7 @@ from ._options import Options
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import BinaryIO, Final, TypeAlias
 
     from .._address import Address, AddressError
@@ -60,6 +60,7 @@ __all__ = [
     "Quit",
     "Runner",
     "error_message",
+    "worst_status",
 ]
 
 _BUILTIN_SET: Final = frozenset(BUILTINS)
@@ -68,6 +69,12 @@ EXIT_OK: Final = 0
 EXIT_FAULT: Final = 1
 EXIT_ERROR: Final = 255
 MAX_ARGS: Final = 256
+
+
+def worst_status(statuses: Iterable[int]) -> int:
+    """The status of several commands: 255 if any hit an error, else 1 if any fault, else 0
+    (the numeric maximum of the statuses 0, 1 and 255)."""
+    return max(statuses, default=EXIT_OK)
 
 
 class Quit(Exception):

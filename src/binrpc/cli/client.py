@@ -18,7 +18,6 @@ from ..client._core import DEFAULT_MAX_REPLY_SIZE
 from ._options import Options, UsageExit, parse_args
 from ._runner import (
     EXIT_ERROR,
-    EXIT_FAULT,
     EXIT_OK,
     Quit,
     Runner,
@@ -31,20 +30,22 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import BinaryIO
 
+    from _typeshed import ReadableBuffer
+
 __all__ = ["main"]
+
+
+# A ^C or a stdout whose reader went away ends binrpc as those signals end kamcmd: main()
+# returns these statuses (128 + the signal number, what a shell shows for such a death) and
+# run() dies of the signal itself, so that its parent (a shell loop, `head`) sees a death by
+# SIGINT or SIGPIPE, with nothing on stderr.
+EXIT_INTERRUPTED = 130  # SIGINT (2)
+EXIT_BROKEN_PIPE = 141  # SIGPIPE (13)
 
 
 def _stderr(text: str) -> None:
     sys.stderr.write(text)
     sys.stderr.flush()
-
-
-def _worst(statuses: Sequence[int]) -> int:
-    if EXIT_ERROR in statuses:
-        return EXIT_ERROR
-    if EXIT_FAULT in statuses:
-        return EXIT_FAULT
-    return max(statuses, default=EXIT_OK)
 
 
 def make_client(opts: Options, address: str) -> Client:
@@ -116,50 +117,67 @@ def _batch_lines(source: str) -> list[str]:
         return fh.read().splitlines()
 
 
-def _run_nodes(opts: Options, job: Callable[[Runner], int]) -> int:
-    """The same job on every ``-s`` node concurrently (threads); output grouped per node, in
-    the order of the options, every line prefixed with ``[address] ``."""
-    import threading
-
-    results: list[tuple[int, bytes, str]] = [(EXIT_ERROR, b"", "")] * len(opts.sockets)
-
-    def work(k: int, address: str) -> None:
-        out = io.BytesIO()
-        errs: list[str] = []
-        prefix = f"[{address}] ".encode()
-
-        def err(text: str) -> None:
-            errs.extend(prefix.decode() + line + "\n" for line in text.splitlines())
-
-        opened = _open(opts, address, out, err, prefix)
-        if isinstance(opened, int):
-            results[k] = (opened, out.getvalue(), "".join(errs))
-            return
-        try:
-            status = job(opened)
-        finally:
-            opened.client.close()
-        results[k] = (status, out.getvalue(), "".join(errs))
-
-    threads = [
-        threading.Thread(target=work, args=(k, a), daemon=True) for k, a in enumerate(opts.sockets)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    stdout = sys.stdout.buffer
-    for _status, data, errs in results:
-        stdout.write(data)
-        stdout.flush()
-        if errs:
-            _stderr(errs)
-    return _worst([r[0] for r in results])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``binrpc`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run ``binrpc`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status:
+    :data:`EXIT_INTERRUPTED` after a ^C, :data:`EXIT_BROKEN_PIPE` when stdout's reader went
+    away (nothing printed on stderr for either; every connection closed)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    stdout = _binary_stdout()
+    try:
+        status = _main(args, stdout)
+        stdout.flush()  # a reader gone away shows here, not at the interpreter's exit
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        try:
+            stdout.flush()  # what was printed before the ^C
+        except (OSError, ValueError):
+            pass
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _binary_stdout() -> BinaryIO:
+    """``sys.stdout.buffer``, or with ``PYTHONUNBUFFERED`` (a raw stdout) a :class:`WholeWrites`
+    on it."""
+    out: BinaryIO = sys.stdout.buffer
+    if isinstance(out, io.RawIOBase):
+        return WholeWrites(out)  # type: ignore[return-value]  # a raw binary stream
+    return out
+
+
+class WholeWrites(io.RawIOBase):
+    """An unbuffered binary stream whose writes are never partial. A raw write may write only
+    part of its data (the reader went away in the middle, a signal); the rest is written
+    then, so that it is never lost silently (a broken pipe raises ``BrokenPipeError``).
+    Closing it leaves ``raw`` open."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def write(self, data: ReadableBuffer) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            n = self._raw.write(view[done:])
+            if n is None:  # a non-blocking descriptor, full: wait until it takes more
+                import select
+
+                select.select([], [self._raw], [])
+                continue
+            done += n
+        return done
+
+
+def _main(args: list[str], stdout: BinaryIO) -> int:
     try:
         opts = parse_args(args, os.environ)
     except UsageExit as exc:
@@ -172,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.fifo is not None:
         from ._fifo_cmd import run_fifo
 
-        status = run_fifo(opts, opts.words, sys.stdout.buffer)
-        sys.stdout.flush()
-        return status
+        return run_fifo(opts, opts.words, stdout)
     if not opts.sockets:
         from .._defaults import default_client_address
 
@@ -195,10 +211,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_batch(runner, lines, words)
         return _one_shot(runner, words)
 
-    if len(opts.sockets) > 1 and (words or lines is not None):
-        return _run_nodes(opts, job)
+    if len(opts.sockets) > 1:
+        from ._fanout import Fanout
+
+        def make(
+            address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
+        ) -> Runner | int:
+            return _open(opts, address, out, err, prefix)
+
+        fanout = Fanout(opts.sockets, make, stdout, _stderr)
+        try:
+            if words or lines is not None:
+                return fanout.run_concurrently(job)
+            from ._repl import interactive_nodes
+
+            return interactive_nodes(fanout)
+        finally:
+            fanout.close()
     address = opts.sockets[-1]
-    stdout = sys.stdout.buffer
     opened = _open(opts, address, stdout, _stderr, b"")
     if isinstance(opened, int):
         return opened
@@ -211,19 +241,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TransportError, RemoteProtocolError, LocalProtocolError) as exc:  # pragma: no cover
         _stderr(error_message(exc, opened.client.address))
         return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_ERROR
     finally:
         opened.client.close()
-        try:
-            stdout.flush()
-        except BrokenPipeError:
-            pass
+
+
+def _die(signum: int) -> None:
+    """End the process by signal ``signum``, with its default action."""
+    import signal  # imports enum: only on the way out
+
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    os._exit(128 + signum)  # pragma: no cover - not reached: the signal ended the process
 
 
 def run() -> None:
-    """Console-script entry: exit with :func:`main`'s status."""
-    sys.exit(main())
+    """Console-script entry: exit with :func:`main`'s status; die of SIGINT after a ^C and of
+    SIGPIPE when stdout's reader went away, as kamcmd does (a shell shows 130 and 141)."""
+    status = main()
+    if status in (EXIT_INTERRUPTED, EXIT_BROKEN_PIPE):
+        _die(status - 128)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

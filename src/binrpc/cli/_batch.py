@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 
 from ..client._pipeline import DEFAULT_WINDOW, Pipeline
-from ._runner import EXIT_ERROR, EXIT_OK, RPC, Call, Quit, worst_status
+from ._runner import EXIT_OK, RPC, Call, Quit, worst_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:

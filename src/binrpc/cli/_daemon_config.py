@@ -232,6 +232,8 @@ def _add_setting(p: argparse.ArgumentParser, s: DaemonSetting) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """binrpcd's command line: the listeners, the settings of :data:`SETTINGS`, the loop, the
+    access rules, the config file and the modules."""
     p = argparse.ArgumentParser(
         prog="binrpcd",
         description="Serve RPCs over Kamailio's binrpc (ctl) protocol; kamcmd-compatible.",

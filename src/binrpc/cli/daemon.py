@@ -6,7 +6,9 @@ Flags are named after the ctl module parameters (``--binrpc``, ``--fifo``, ``--m
 hard-codes (``--max-connections``, ``--idle-timeout``, ``--write-timeout``,
 ``--request-timeout``, ``--call-timeout``, ``--max-pending-per-connection``,
 ``--fifo-reply-dir``, ``--fifo-reply-timeout``). ``--config FILE`` reads the
-same settings from TOML (keys with underscores or dashes); flags win over the file.
+same settings from TOML (keys with underscores or dashes); flags win over the file. The
+server settings are derived from the :class:`~binrpc.server.ServerOptions` fields (see
+:mod:`binrpc.cli._daemon_config`, which reads the command line and the file).
 
 ``--module NAME`` (repeatable) imports a Python module (or a ``.py`` file) and registers its
 RPCs. Dotted names are looked up as ``python -m`` does: in the working directory first

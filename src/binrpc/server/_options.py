@@ -3,7 +3,7 @@
 Each field also says how ``binrpcd`` sets it (its metadata): a :class:`Setting` (the flag
 ``--name-with-dashes`` and the TOML key ``name``, whose type, default and validation come from
 the field itself), or under :data:`NO_SETTING` the reason it has none. binrpcd derives its
-command line and configuration file from these (see :mod:`binrpc.cli.daemon`).
+command line and configuration file from these (see :mod:`binrpc.cli._daemon_config`).
 """
 
 from __future__ import annotations

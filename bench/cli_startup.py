@@ -7,13 +7,13 @@ stops it by pid), then measures the median wall time of:
 
 * ``python -c pass`` (the interpreter's own floor, same venv),
 * ``binrpc core.version`` (one-shot) three ways: the ``binrpc`` console script next to the
-  interpreter (when it exists), ``python -c "from binrpc.cli.client import main; ..."`` (the
-  same work without the script), and ``python -m binrpc.cli.client`` (runpy adds its imports),
-* ``python -c "import binrpc.cli.client"``: the import cost alone,
+  interpreter (when it exists), ``python -c "from binrpc.cli.main import main; ..."`` (the
+  same work without the script), and ``python -m binrpc.cli.main`` (runpy adds its imports),
+* ``python -c "import binrpc.cli.main"``: the import cost alone,
 * ``kamcmd core.version``,
 * ``binrpc --batch`` with N ``core.version`` lines (one process, one connection, pipelined)
   against a shell loop running kamcmd N times; the batch runs as the console script (what one
-  types; falls back to ``python -m`` without it) and as ``python -m binrpc.cli.client``,
+  types; falls back to ``python -m`` without it) and as ``python -m binrpc.cli.main``,
   interleaved with ``python -c pass``.
 
 The package is byte-compiled first (``python -m compileall``): with PYTHONDONTWRITEBYTECODE set,
@@ -59,7 +59,7 @@ def wall(
     return statistics.median(times)
 
 
-MAIN_CODE = "import sys; from binrpc.cli.client import main; sys.exit(main())"
+MAIN_CODE = "import sys; from binrpc.cli.main import main; sys.exit(main())"
 
 
 def interleaved(
@@ -100,9 +100,9 @@ def measure(
 ) -> dict[str, float]:
     """Time the one-shot and batch cases against the ctl socket ``sock`` (kamcmd syntax).
 
-    Returns seconds (medians): ``python``, ``binrpc_m`` (``python -m binrpc.cli.client``),
-    ``binrpc_main`` (``python -c "from binrpc.cli.client import main ..."``), ``binrpc_script``
-    (the console script, if found), ``import_only`` (``python -c "import binrpc.cli.client"``),
+    Returns seconds (medians): ``python``, ``binrpc_m`` (``python -m binrpc.cli.main``),
+    ``binrpc_main`` (``python -c "from binrpc.cli.main import main ..."``), ``binrpc_script``
+    (the console script, if found), ``import_only`` (``python -c "import binrpc.cli.main"``),
     ``kamcmd``, ``batch`` (``binrpc --batch`` with ``batch`` calls: the console script, else
     ``python -m``), ``batch_m`` (the batch with ``python -m``) and ``kamcmd_loop`` (a shell loop of
     ``batch`` kamcmd runs), plus ``batch_n``; ``<key>_over_python``: paired medians over
@@ -110,7 +110,7 @@ def measure(
     """
     _kamailio, kamcmd = ensure_kamailio()
     precompile(python, env)
-    binrpc = [python, "-m", "binrpc.cli.client"]
+    binrpc = [python, "-m", "binrpc.cli.main"]
     one_shot = ["-s", sock, "core.version"]
     out: dict[str, float] = {"batch_n": float(batch)}
     commands: dict[str, list[str]] = {"python": [python, "-c", "pass"]}
@@ -119,7 +119,7 @@ def measure(
         commands["binrpc_script"] = [script, *one_shot]
     commands["binrpc_main"] = [python, "-c", MAIN_CODE, *one_shot]
     commands["binrpc_m"] = [*binrpc, *one_shot]
-    commands["import_only"] = [python, "-c", "import binrpc.cli.client"]
+    commands["import_only"] = [python, "-c", "import binrpc.cli.main"]
     commands["kamcmd"] = [kamcmd, *one_shot]
     times = interleaved(commands, runs, env)
     for key, values in times.items():
@@ -182,7 +182,7 @@ def report(m: Mapping[str, float]) -> list[str]:
         t = m["import_only"]
         extra = m.get("import_only_over_python", t - py) * 1000
         lines.append(
-            f"import binrpc.cli.client{t * 1000:8.1f} ms  ({extra:+.1f} ms over bare python)"
+            f"import binrpc.cli.main{t * 1000:8.1f} ms  ({extra:+.1f} ms over bare python)"
         )
     lines.append(f"kamcmd core.version     {theirs * 1000:8.1f} ms")
     batch, loop = m["batch"], m["kamcmd_loop"]

@@ -22,7 +22,7 @@ from binrpc.cli import _batch
 from binrpc.cli._batch import run_batch, split_line
 from binrpc.cli._options import parse_args
 from binrpc.cli._runner import Runner
-from binrpc.cli.client import _open
+from binrpc.cli.main import _open
 from binrpc.client import Client
 from binrpc.client._pipeline import Pipeline
 
@@ -35,7 +35,7 @@ def binrpc(*args: str, input: bytes | None = None, env: dict[str, str] | None = 
     full_env = dict(os.environ, **(env or {}))
     full_env.pop("POSIXLY_CORRECT", None)
     return subprocess.run(
-        [sys.executable, "-m", "binrpc.cli.client", *args],
+        [sys.executable, "-m", "binrpc.cli.main", *args],
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
         capture_output="stderr" not in kw,

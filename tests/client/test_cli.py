@@ -21,7 +21,7 @@ def binrpc(*args: str, input: bytes | None = None, env: dict[str, str] | None = 
     full_env = dict(os.environ, **(env or {}))
     full_env.pop("POSIXLY_CORRECT", None)
     return subprocess.run(
-        [sys.executable, "-m", "binrpc.cli.client", *args],
+        [sys.executable, "-m", "binrpc.cli.main", *args],
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True,
@@ -332,7 +332,7 @@ ONE_SHOT_UNWANTED = (
 def test_one_shot_imports_nothing_heavy(proto: str) -> None:
     with FakeServer(proto, handler) as srv:
         code = (
-            "import sys; from binrpc.cli.client import main; "
+            "import sys; from binrpc.cli.main import main; "
             f"rc = main(['-s', {srv.address!r}, 'core.echo', 'x']); "
             f"bad = [m for m in {ONE_SHOT_UNWANTED!r} if m in sys.modules]; "
             "print(bad, rc, file=sys.stderr)"

@@ -32,7 +32,7 @@ def _spawn(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     env.pop("POSIXLY_CORRECT", None)
     env.update(kwargs.pop("env", {}))
     return subprocess.Popen(
-        [sys.executable, "-m", "binrpc.cli.client", *args],
+        [sys.executable, "-m", "binrpc.cli.main", *args],
         env=env,
         preexec_fn=default_sigint,  # noqa: PLW1509 - one system call, no lock taken
         **kwargs,

@@ -28,7 +28,7 @@ class Pty:
     def __init__(self, args: list[str], env: dict[str, str], umask: int = -1) -> None:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "binrpc.cli.client", *args],
+            [sys.executable, "-m", "binrpc.cli.main", *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,

@@ -103,7 +103,7 @@ def test_mutual_tls_client(pki: Pki, mtls_server: str) -> None:
 
 def binrpc(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "binrpc.cli.client", "-t", "5", *args],
+        [sys.executable, "-m", "binrpc.cli.main", "-t", "5", *args],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         timeout=30,

@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import FifoServer
 
-BINRPC = [sys.executable, "-m", "binrpc.cli.client"]
+BINRPC = [sys.executable, "-m", "binrpc.cli.main"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[bytes]:

@@ -30,7 +30,7 @@ TRANSPORTS = ["unixs", "unixd", "udp", "tcp"]
 def run_binrpc(
     args: Sequence[str], socket: str | None, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    argv = [sys.executable, "-m", "binrpc.cli.client"]
+    argv = [sys.executable, "-m", "binrpc.cli.main"]
     argv += (["-s", socket] if socket is not None else []) + list(args)
     env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
     return subprocess.run(

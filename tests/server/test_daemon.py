@@ -284,9 +284,9 @@ DAEMON_BAD: dict[str, tuple[list[str], list[str]]] = {
 
 
 def test_daemon_table_covers_every_timeout_and_size_setting() -> None:
-    from binrpc.cli import daemon
+    from binrpc.cli._daemon_config import SETTINGS
 
-    numeric = {*daemon._INT_SETTINGS, *daemon._FLOAT_SETTINGS, "fifo_reply_timeout"}
+    numeric = {s.key for s in SETTINGS if s.kind in ("int", "timeout", "seconds")}
     assert set(DAEMON_BAD) == numeric
 
 
@@ -378,3 +378,114 @@ def test_module_path_must_be_a_directory(workdir: str) -> None:
     d = Daemon("--module", "myapp.rpcs", "--module-path", f"{workdir}/nope")
     rc, err = d.run_to_end()
     assert rc == 1 and "module path" in err and "not a directory" in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# the settings come from the ServerOptions fields (cli/_daemon_config.py)
+
+# kind -> (a flag argument, the same as a TOML value, the ServerOptions value); "" as flag
+# argument: the flag takes none
+_KIND_SAMPLES: dict[str, tuple[str, str, object]] = {
+    "mode": ("0640", '"0640"', 0o640),
+    "owner": ("nobody", '"nobody"', "nobody"),  # kept as given, resolved at start-up
+    "bool": ("1", "true", True),
+    "int": ("7", "7", 7),
+    "timeout": ("2.5", "2.5", 2.5),
+    "seconds": ("2.5", "2.5", 2.5),
+    "text": ("/srv/x", '"/srv/x"', "/srv/x"),
+    "listeners": ("/tmp/x.fifo", '"/tmp/x.fifo"', ("/tmp/x.fifo",)),
+}
+
+# binrpcd's command line and file keys: a compatibility contract (scripts, unit files)
+BINRPCD_FLAGS = {
+    "--help", "--binrpc", "--fifo", "--fifo-reply-dir", "--fifo-reply-timeout", "--mode",
+    "--user", "--group", "--autoconversion", "--binrpc-buffer-size", "--binrpc-max-body-size",
+    "--binrpc-struct-max-body-size", "--max-connections", "--idle-timeout", "--write-timeout",
+    "--request-timeout", "--call-timeout", "--max-pending-per-connection", "--no-builtins",
+    "--loop", "--allow-uid", "--allow-gid", "--allow-network", "--allow-method",
+    "--deny-method", "--tls-cert", "--tls-key", "--tls-ca", "--tls-allow-cn", "--config",
+    "--module", "--module-path", "--verbose",
+}  # fmt: skip
+
+
+def test_every_server_option_is_a_setting_or_says_why_not() -> None:
+    import dataclasses
+
+    from binrpc.cli._daemon_config import SETTINGS
+    from binrpc.server import ServerOptions
+    from binrpc.server._options import NO_SETTING, SETTING
+
+    with_setting = []
+    for f in dataclasses.fields(ServerOptions):
+        has, why = SETTING in f.metadata, f.metadata.get(NO_SETTING)
+        assert has != bool(why), f"{f.name}: a setting, or a reason for none (not both)"
+        if has:
+            with_setting.append(f.name)
+    assert [s.key for s in SETTINGS] == with_setting
+
+
+def test_a_field_without_a_setting_or_a_reason_is_refused() -> None:
+    import dataclasses
+
+    from binrpc.cli._daemon_config import derive_settings
+    from binrpc.server._options import not_a_setting, setting
+
+    @dataclasses.dataclass
+    class Good:
+        a: int = dataclasses.field(default=1, metadata=setting("a ({default})"))
+        b: int = dataclasses.field(default=2, metadata=not_a_setting("internal"))
+
+    @dataclasses.dataclass
+    class Silent:
+        a: int = 1
+
+    @dataclasses.dataclass
+    class Unreadable:
+        a: complex = dataclasses.field(default=1j, metadata=setting("a"))
+
+    assert [(s.key, s.flag, s.help) for s in derive_settings(Good)] == [("a", "--a", "a (1)")]
+    with pytest.raises(TypeError, match="a: neither a binrpcd setting nor a reason"):
+        derive_settings(Silent)
+    with pytest.raises(TypeError, match="a: binrpcd cannot read a complex"):
+        derive_settings(Unreadable)
+
+
+def test_binrpcd_flags_are_unchanged() -> None:
+    flags = {o for a in build_parser()._actions for o in a.option_strings if o.startswith("--")}
+    assert flags == BINRPCD_FLAGS
+
+
+def test_every_setting_is_in_the_help_with_its_default() -> None:
+    from binrpc.cli._daemon_config import SETTINGS
+
+    text = " ".join(build_parser().format_help().split())  # argparse wraps lines
+    for s in SETTINGS:
+        assert f"{s.flag} " in text
+        assert "{default}" not in s.help and " ".join(s.help.split()) in text, s.key
+    assert "printf scratch (1024)" in text and "close idle streams (never)" in text
+    assert "octal (default 0600)" in text and "does not read its reply (5)" in text
+
+
+@pytest.mark.parametrize("how", ["flag", "toml", "toml-dashes"])
+def test_every_setting_reads_its_flag_and_its_toml_key(workdir: str, how: str) -> None:
+    from binrpc.cli._daemon_config import SETTINGS
+
+    for s in SETTINGS:
+        flag_arg, toml_value, expected = _KIND_SAMPLES[s.kind]
+        if s.negated:  # --no-builtins; builtins = false in a file
+            flag_args, toml_value, expected = [s.flag], "false", False
+        else:
+            flag_args = [s.flag, flag_arg]
+        if how == "flag":
+            args = build_parser().parse_args(flag_args)
+        else:
+            key = s.key.replace("_", "-") if how == "toml-dashes" else s.key
+            cfg = Path(workdir) / "s.toml"
+            cfg.write_text(f"{key} = {toml_value}\n")
+            args = build_parser().parse_args(["--config", str(cfg)])
+        _, options, _ = options_from(args)
+        assert getattr(options, s.key) == expected, (s.key, how)
+        # and nothing else moved from its default
+        from binrpc.server import ServerOptions
+
+        assert options == ServerOptions(**{s.key: expected}), s.key

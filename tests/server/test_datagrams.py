@@ -39,7 +39,7 @@ def unixd_daemon(workdir: str, loop_name: str) -> Iterator[str]:
 def test_binrpc_command_on_unixd(unixd_daemon: str) -> None:
     # the binrpc command's default reply socket: an abstract name
     done = subprocess.run(
-        [sys.executable, "-m", "binrpc.cli.client", "-s", unixd_daemon, "core.echo", "hello"],
+        [sys.executable, "-m", "binrpc.cli.main", "-s", unixd_daemon, "core.echo", "hello"],
         capture_output=True,
         check=False,
         timeout=30,  # a hang guard: the reply comes or never does

@@ -19,7 +19,6 @@ __all__ = [
     "BUILTINS",
     "BUILTIN_DOCS",
     "COMPAT_VERSION",
-    "PROGRAM",
     "Alias",
     "alias_help",
     "find_alias",
@@ -27,7 +26,6 @@ __all__ = [
     "version_text",
 ]
 
-PROGRAM: Final = "binrpc"
 COMPAT_VERSION: Final = "kamcmd 1.5"
 
 
@@ -97,25 +95,26 @@ def alias_help(alias: Alias) -> str:
     return text + "\n"
 
 
-def version_text() -> str:
-    """``-V``: two lines, like kamcmd's (``version: <name> <version>`` first)."""
-    return f"version: {PROGRAM} {__version__}\n{PROGRAM}: a {COMPAT_VERSION} compatible client\n"
+def version_text(program: str) -> str:
+    """``-V``: two lines, like kamcmd's (``version: <name> <version>`` first); ``program``
+    is the program's name (:attr:`~binrpc.cli._options.Options.program`)."""
+    return f"version: {program} {__version__}\n{program}: a {COMPAT_VERSION} compatible client\n"
 
 
-def banner() -> str:
-    """The interactive banner: four lines, shaped like kamcmd's."""
+def banner(program: str) -> str:
+    """The interactive banner of ``program``: four lines, shaped like kamcmd's."""
     return (
-        f"{PROGRAM} {__version__} ({COMPAT_VERSION} compatible)\n"
+        f"{program} {__version__} ({COMPAT_VERSION} compatible)\n"
         "Copyright (c) the binrpc contributors\n"
         "This is free software with ABSOLUTELY NO WARRANTY.\n"
         "For details type `warranty'.\n"
     )
 
 
-def license_text() -> str:
+def license_text(program: str) -> str:
     """``warranty`` / ``license``: binrpc's own licence (MIT), not kamcmd's GPL notice."""
     return (
-        f"{PROGRAM} {__version__}\n"
+        f"{program} {__version__}\n"
         "Copyright (c) the binrpc contributors\n"
         "\n"
         "Permission is hereby granted, free of charge, to any person obtaining a copy of this\n"

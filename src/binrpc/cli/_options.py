@@ -6,6 +6,10 @@ and attached arguments work (``-vf'%v'``, ``-sunixs:/x``), ``--`` ends the optio
 ``POSIXLY_CORRECT`` stops at the first non-option word. ``-h`` and ``-V`` act when they are
 met. Deviation (issue #4): once the method has been seen, a word that kamcmd would send as a
 number (``-5``, ``-1.5``, ``-0x10``) is an argument, not an option.
+
+Every option is declared once, as an :func:`option` in the body of :class:`Options`: its
+letter and long name, its argument, its ``-h`` text and how its value is stored. The parser,
+``-h`` and the :class:`Options` fields are all derived from that table (:data:`OPTIONS`).
 """
 
 from __future__ import annotations
@@ -14,127 +18,33 @@ from ._argtype import looks_numeric
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
-__all__ = ["LONG_OPTIONS", "Options", "UsageExit", "parse_args", "usage_text"]
+__all__ = [
+    "DEFAULT_PROGRAM",
+    "LONG_OPTIONS",
+    "OPTIONS",
+    "Option",
+    "Options",
+    "UsageExit",
+    "parse_args",
+    "usage_text",
+]
 
-_SHORT_WITH_ARG = frozenset("sfRDt")
-_SHORT_FLAGS = frozenset("UVhv")
+DEFAULT_PROGRAM = "binrpc"
+"""The name ``-h``, ``-V``, the banner and the licence text give the program."""
 
-LONG_OPTIONS: dict[str, bool] = {
-    # name: takes an argument
-    "json": False,
-    "timeout": True,
-    "typed": False,
-    "batch": True,
-    "max-reply": True,
-    "kamcmd-exit": False,
-    "fifo": True,
-    "fifo-reply-dir": True,
-    "raw": False,
-    "tls": False,
-    "tls-ca": True,
-    "tls-cert": True,
-    "tls-key": True,
-    "tls-server-name": True,
-    "tls-insecure": False,
-    "help": False,
-    "version": False,
-}
+KAMCMD = "kamcmd"
+"""The section of kamcmd's own options: ``-h`` shows them as kamcmd does (letter only)."""
+EXTENSIONS = "extensions"
+"""The section of binrpc's extensions: ``-h`` shows the letter (if any) and the long name."""
 
-
-class Options:
-    """The parsed command line (mutable). A plain class rather than a dataclass (importing
-    dataclasses costs start-up time); it compares and prints by its fields, like one."""
-
-    __match_args__ = (
-        "sockets",
-        "format",
-        "reply_path",
-        "reply_dir",
-        "verbose",
-        "udp_default",
-        "json",
-        "timeout",
-        "typed",
-        "batch",
-        "max_reply",
-        "kamcmd_exit",
-        "fifo",
-        "fifo_reply_dir",
-        "raw",
-        "tls",
-        "tls_ca",
-        "tls_cert",
-        "tls_key",
-        "tls_server_name",
-        "tls_insecure",
-        "words",
-    )
-    __slots__ = __match_args__
-
-    def __init__(
-        self,
-        *,
-        sockets: list[str] | None = None,
-        format: bytes | None = None,
-        reply_path: str | None = None,
-        reply_dir: str | None = None,
-        verbose: int = 0,
-        udp_default: bool = False,
-        json: bool = False,
-        timeout: float | None = None,
-        typed: bool = False,
-        batch: str | None = None,
-        max_reply: int | None = None,
-        kamcmd_exit: bool = False,
-        fifo: str | None = None,
-        fifo_reply_dir: str | None = None,
-        raw: bool = False,
-        tls: bool = False,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_server_name: str | None = None,
-        tls_insecure: bool = False,
-        words: list[str] | None = None,
-    ) -> None:
-        self.sockets: list[str] = [] if sockets is None else sockets
-        self.format = format
-        self.reply_path = reply_path
-        self.reply_dir = reply_dir
-        self.verbose = verbose
-        self.udp_default = udp_default
-        self.json = json
-        self.timeout = timeout
-        self.typed = typed
-        self.batch = batch
-        self.max_reply = max_reply
-        self.kamcmd_exit = kamcmd_exit
-        self.fifo = fifo
-        self.fifo_reply_dir = fifo_reply_dir
-        self.raw = raw
-        self.tls = tls
-        self.tls_ca = tls_ca
-        self.tls_cert = tls_cert
-        self.tls_key = tls_key
-        self.tls_server_name = tls_server_name
-        self.tls_insecure = tls_insecure
-        self.words: list[str] = [] if words is None else words
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__match_args__)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is type(self):
-            return self._fields() == other._fields()
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, like a dataclass
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__match_args__)
-        return f"Options({inner})"
+# how an option stores its value in its field
+SET = "set"  # the (converted) argument; True for an option without argument
+APPEND = "append"  # the argument, appended to a list (repeatable)
+COUNT = "count"  # the number of times it was given
+EXIT = "exit"  # no field: print a text (-h, -V) and exit 0 when met
 
 
 class UsageExit(Exception):
@@ -147,6 +57,323 @@ class UsageExit(Exception):
         self.stderr = stderr
 
 
+class Option:
+    """One command-line option (an entry of :data:`OPTIONS`).
+
+    Attributes:
+        short: its letter (``""``: none).
+        long: its long name, without ``--`` (``""``: none).
+        metavar: the name of its argument in ``-h`` (``""``: it takes none).
+        help: its ``-h`` text; the lines after the first are indented under it.
+        section: :data:`KAMCMD` or :data:`EXTENSIONS` (where and how ``-h`` shows it).
+        store: :data:`SET`, :data:`APPEND`, :data:`COUNT` or :data:`EXIT`.
+        convert: turns the argument into the value stored (raises :class:`UsageExit`); None
+            stores the text.
+        exits: for :data:`EXIT`: the program name -> the text printed.
+        name: the :class:`Options` field (the attribute it is declared as; ``""`` for EXIT).
+    """
+
+    __slots__ = ("convert", "exits", "help", "long", "metavar", "name", "section", "short", "store")
+
+    def __init__(
+        self,
+        *,
+        short: str,
+        long: str,
+        metavar: str,
+        help: str,
+        section: str,
+        store: str,
+        convert: Callable[[str], object] | None,
+        exits: Callable[[str], str] | None,
+    ) -> None:
+        self.short = short
+        self.long = long
+        self.metavar = metavar
+        self.help = help
+        self.section = section
+        self.store = store
+        self.convert = convert
+        self.exits = exits
+        self.name = ""
+
+    def default(self) -> object:
+        """The field's value when the option is not given (a new list for APPEND)."""
+        if self.store == APPEND:
+            return []
+        if self.store == COUNT:
+            return 0
+        return None if self.metavar else False
+
+    def __repr__(self) -> str:
+        return f"Option({self.name or self.short or self.long!r})"
+
+
+def option(
+    short: str = "",
+    long: str = "",
+    *,
+    help: str,
+    metavar: str = "",
+    section: str = EXTENSIONS,
+    store: str = SET,
+    convert: Callable[[str], object] | None = None,
+    exits: Callable[[str], str] | None = None,
+) -> Any:
+    """Declare an option in the body of :class:`Options` (see :class:`Option`). Typed Any so
+    that the field's annotation gives the type of its value."""
+    if exits is not None:
+        store = EXIT
+    return Option(
+        short=short,
+        long=long,
+        metavar=metavar,
+        help=help,
+        section=section,
+        store=store,
+        convert=convert,
+        exits=exits,
+    )
+
+
+def _option_table(cls: type[Options]) -> type[Options]:
+    """Collect the :func:`option` entries of the class body, in order, into ``OPTIONS``; the
+    named ones are the fields (their class attributes are removed: the instance holds the
+    values)."""
+    table: list[Option] = []
+    for attr, value in list(vars(cls).items()):
+        if isinstance(value, Option):
+            if value.store != EXIT:
+                value.name = attr
+            table.append(value)
+            delattr(cls, attr)
+    cls.OPTIONS = tuple(table)
+    cls.FIELDS = (*(o.name for o in table if o.name), "words", "program")
+    return cls
+
+
+# -- converters (the only options whose argument is checked) ---------------------------------
+
+
+def _format(value: str) -> bytes:
+    from ._render import unescape_format  # only -f needs the renderer
+
+    return unescape_format(value)
+
+
+def _timeout(value: str) -> float | None:
+    from ..client._core import MAX_TIMEOUT, check_seconds  # the library's rule
+
+    try:
+        return check_seconds(float(value))
+    except ValueError:  # not a number; 0, negative, nan, inf, too big
+        raise UsageExit(
+            255,
+            stderr=f"ERROR: bad timeout {value!r} (seconds > 0 and <= {MAX_TIMEOUT} expected;"
+            " without -t there is none)\n",
+        ) from None
+
+
+def _max_reply(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise UsageExit(255, stderr=f"ERROR: bad --max-reply {value!r}\n")
+    return size
+
+
+def _version_text(program: str) -> str:
+    from ._commands import version_text
+
+    return version_text(program)
+
+
+def _usage_text(program: str) -> str:
+    return usage_text(program)  # defined below: it renders the table
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+@_option_table
+class Options:
+    """The parsed command line (mutable): a field per option of the table below, plus
+    ``words`` (the method and its arguments) and ``program`` (the name the texts give the
+    program). A plain class rather than a dataclass (importing dataclasses costs start-up
+    time); it compares and prints by its fields, like one."""
+
+    OPTIONS: tuple[Option, ...]
+    """The table, in ``-h`` order (filled from the class body by :func:`_option_table`)."""
+    FIELDS: tuple[str, ...]
+    """The names of the fields, in order: the options', then ``words`` and ``program``."""
+
+    # kamcmd's options, in kamcmd's order
+    sockets: list[str] = option(
+        "s",
+        metavar="address",
+        section=KAMCMD,
+        store=APPEND,
+        help="unix socket name or host name to send the commands on\n"
+        "(repeat -s to send the same command to several servers at once)",
+    )
+    reply_path: str | None = option(
+        "R",
+        metavar="name",
+        section=KAMCMD,
+        help="force reply socket name, for the unix datagram socket mode",
+    )
+    reply_dir: str | None = option(
+        "D",
+        metavar="dir",
+        section=KAMCMD,
+        help="create the reply socket in dir [default: Linux abstract namespace]",
+    )
+    format: bytes | None = option(
+        "f",
+        metavar="format",
+        section=KAMCMD,
+        convert=_format,
+        help="print the result using format. Format elements:\n"
+        "  %v  - value\n"
+        "  %%  - literal %\n"
+        "(any other %x is printed literally; kamcmd would hang)",
+    )
+    verbose: int = option(
+        "v",
+        section=KAMCMD,
+        store=COUNT,
+        help="verbose (print a '.' after each command; -vv packet headers, -vvv dumps)",
+    )
+    udp_default: bool = option(
+        "U",
+        section=KAMCMD,
+        help="a bare address without '/' or port means udp (instead of unixs)",
+    )
+    _show_version = option(
+        "V", "version", section=KAMCMD, exits=_version_text, help="version number"
+    )
+    _show_help = option("h", "help", section=KAMCMD, exits=_usage_text, help="this help message")
+
+    # the extensions
+    timeout: float | None = option(
+        "t",
+        "timeout",
+        metavar="SECONDS",
+        convert=_timeout,
+        help="connect and reply timeout for every transport [default: none]",
+    )
+    json: bool = option(
+        long="json",
+        help="print one JSON document per command, whatever its outcome:\n"
+        '{"result": [values]} or {"error": {"kind": K, "message": S,\n'
+        '"address": A}} (a fault: K is "fault", with "code": N; see\n'
+        "docs/client.md for the kinds); a struct is an object whose\n"
+        "values are lists of its members (repeated names kept; unnamed\n"
+        'values under "")',
+    )
+    typed: bool = option(
+        long="typed", help="accept typed arguments: i:INT d:DOUBLE b:BYTES s:STRING"
+    )
+    batch: str | None = option(
+        long="batch",
+        metavar="FILE",
+        help="run the commands of FILE ('-' = stdin), one per line (shell-like\n"
+        "quoting, '#' comments), over one connection, replies in order",
+    )
+    max_reply: int | None = option(
+        long="max-reply",
+        metavar="BYTES",
+        convert=_max_reply,
+        help="largest reply accepted [default: 64 MiB; kamcmd: 128 KiB]",
+    )
+    kamcmd_exit: bool = option(long="kamcmd-exit", help="exit 0 after a fault, as kamcmd does")
+    fifo: str | None = option(
+        long="fifo",
+        metavar="ADDR",
+        help="send the command over the ctl FIFO text protocol instead of\n"
+        "binrpc: ADDR as ctl's fifo parameter (/tmp/kamailio_fifo,\n"
+        "udp:host:port, tcp:host:port, unixs:/p, unixd:/p); arguments are\n"
+        "text lines (name:value,... is a struct line); prints the body\n"
+        "lines, or error: <code> - <reason> (exit 1) for a non-2xx status",
+    )
+    fifo_reply_dir: str | None = option(
+        long="fifo-reply-dir",
+        metavar="DIR",
+        help="where the reply FIFO is created [default: /tmp]",
+    )
+    raw: bool = option(long="raw", help="with --fifo: print the reply exactly as received")
+    tls: bool = option(
+        long="tls",
+        help="TLS on tcp: addresses (same as writing tls:host:port);\n"
+        "the server certificate and name are verified",
+    )
+    tls_ca: str | None = option(
+        long="tls-ca",
+        metavar="FILE",
+        help="CA certificates (PEM) to verify the server with\n[default: the system's]",
+    )
+    tls_cert: str | None = option(
+        long="tls-cert", metavar="FILE", help="client certificate (PEM) for mutual TLS"
+    )
+    tls_key: str | None = option(
+        long="tls-key", metavar="FILE", help="its private key [default: in the --tls-cert file]"
+    )
+    tls_server_name: str | None = option(
+        long="tls-server-name",
+        metavar="NAME",
+        help="the name the server certificate must carry\n[default: the host of the address]",
+    )
+    tls_insecure: bool = option(
+        long="tls-insecure",
+        help="INSECURE: do not verify the server's certificate or name\n"
+        "(anybody in the path can read and change the traffic)",
+    )
+
+    # not options
+    words: list[str]
+    """The method and its arguments (the words that are not options)."""
+    program: str
+    """The program's name in the texts it prints (``-h``, ``-V``, the banner, ``license``)."""
+
+    def __init__(self, **values: Any) -> None:
+        """Every field at its default, except ``values`` (unknown names raise TypeError)."""
+        for opt in self.OPTIONS:
+            if opt.name:
+                setattr(self, opt.name, opt.default())
+        self.words = []
+        self.program = DEFAULT_PROGRAM
+        for name, value in values.items():
+            if name not in self.FIELDS:
+                raise TypeError(f"Options() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self._fields() == other._fields()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, like a dataclass
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
+        return f"Options({inner})"
+
+
+OPTIONS = Options.OPTIONS
+_BY_LETTER = {o.short: o for o in OPTIONS if o.short}
+_BY_NAME = {o.long: o for o in OPTIONS if o.long}
+LONG_OPTIONS: dict[str, bool] = {o.long: bool(o.metavar) for o in OPTIONS if o.long}
+"""Long option name -> whether it takes an argument."""
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
 def _unknown(opt: str) -> UsageExit:
     if opt.isprintable() and len(opt) == 1:
         return UsageExit(255, stderr=f"Unknown option `-{opt}'.\n")
@@ -155,83 +382,34 @@ def _unknown(opt: str) -> UsageExit:
     return UsageExit(255, stderr=f"Unknown option `{opt}'.\n")
 
 
-_PLAIN_LONG = frozenset(
-    (
-        "json",
-        "typed",
-        "batch",
-        "kamcmd-exit",
-        "fifo",
-        "fifo-reply-dir",
-        "raw",
-        "tls",
-        "tls-insecure",
-        "tls-ca",
-        "tls-cert",
-        "tls-key",
-        "tls-server-name",
-    )
-)
-"""Long options stored as they are, under their name with ``_`` for ``-``."""
+def _apply(opts: Options, opt: Option, value: str | None) -> None:
+    """Store ``opt`` (given with the argument ``value``, None for an option without one)."""
+    if opt.exits is not None:
+        raise UsageExit(0, stdout=opt.exits(opts.program))
+    if opt.store == COUNT:
+        setattr(opts, opt.name, getattr(opts, opt.name) + 1)
+        return
+    stored: object = True if value is None else value
+    if value is not None and opt.convert is not None:
+        stored = opt.convert(value)
+    if opt.store == APPEND:
+        getattr(opts, opt.name).append(stored)
+    else:
+        setattr(opts, opt.name, stored)
 
 
-def _apply(opts: Options, letter: str, value: str | None) -> None:
-    if letter == "s":
-        assert value is not None
-        opts.sockets.append(value)
-    elif letter == "f":
-        assert value is not None
-        from ._render import unescape_format  # only -f needs the renderer
-
-        opts.format = unescape_format(value)
-    elif letter == "R":
-        opts.reply_path = value
-    elif letter == "D":
-        opts.reply_dir = value
-    elif letter == "v":
-        opts.verbose += 1
-    elif letter == "U":
-        opts.udp_default = True
-    elif letter == "h" or letter == "help":
-        raise UsageExit(0, stdout=usage_text())
-    elif letter == "V" or letter == "version":
-        from ._commands import version_text
-
-        raise UsageExit(0, stdout=version_text())
-    elif letter in ("t", "timeout"):
-        assert value is not None
-        from ..client._core import MAX_TIMEOUT, check_seconds  # the library's rule
-
-        try:
-            opts.timeout = check_seconds(float(value))
-        except ValueError:  # not a number; 0, negative, nan, inf, too big
-            raise UsageExit(
-                255,
-                stderr=f"ERROR: bad timeout {value!r} (seconds > 0 and <= {MAX_TIMEOUT} expected;"
-                " without -t there is none)\n",
-            ) from None
-    elif letter == "max-reply":
-        assert value is not None
-        try:
-            opts.max_reply = int(value)
-        except ValueError:
-            opts.max_reply = 0
-        if opts.max_reply <= 0:
-            raise UsageExit(255, stderr=f"ERROR: bad --max-reply {value!r}\n")
-    elif letter in _PLAIN_LONG:
-        # a flag is set to True, an option with an argument to its text
-        setattr(opts, letter.replace("-", "_"), True if value is None else value)
-
-
-def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
-    """Parse ``argv`` (without the program name).
+def parse_args(
+    argv: Sequence[str], environ: Mapping[str, str], *, program: str = DEFAULT_PROGRAM
+) -> Options:
+    """Parse ``argv`` (without the program name); ``program`` names the program in ``-h``
+    and ``-V`` and is kept in :attr:`Options.program`.
 
     Raises:
         UsageExit: -h, -V, or a usage error (exit 255): ``Unknown option `-x'.`` (also for a
             short option missing its value, as kamcmd), ``Option `--x' requires an
             argument.``, ``Option `--x' doesn't allow an argument.``
     """
-    opts = Options()
+    opts = Options(program=program)
     words: list[str] = []
     posix = "POSIXLY_CORRECT" in environ
     i = 0
@@ -244,20 +422,21 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
             break
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
-            if name not in LONG_OPTIONS:
+            opt = _BY_NAME.get(name)
+            if opt is None:
                 raise _unknown(arg.partition("=")[0])
             # kamcmd has no long options: getopt_long's two messages, in kamcmd's style
-            if LONG_OPTIONS[name]:
+            if opt.metavar:
                 if not eq:
                     if i >= n:
                         raise UsageExit(255, stderr=f"Option `--{name}' requires an argument.\n")
                     value = argv[i]
                     i += 1
-                _apply(opts, name, value)
+                _apply(opts, opt, value)
             else:
                 if eq:
                     raise UsageExit(255, stderr=f"Option `--{name}' doesn't allow an argument.\n")
-                _apply(opts, name, None)
+                _apply(opts, opt, None)
             continue
         if len(arg) < 2 or not arg.startswith("-") or (words and looks_numeric(arg)):
             words.append(arg)
@@ -269,75 +448,68 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
         while j < len(arg):
             letter = arg[j]
             j += 1
-            if letter in _SHORT_WITH_ARG:
-                if j < len(arg):
-                    value = arg[j:]
-                elif i < n:
-                    value = argv[i]
-                    i += 1
-                else:
-                    raise _unknown(letter)
-                _apply(opts, letter, value)
-                break
-            if letter in _SHORT_FLAGS:
-                _apply(opts, letter, None)
+            opt = _BY_LETTER.get(letter)
+            if opt is None:
+                raise _unknown(letter)
+            if not opt.metavar:
+                _apply(opts, opt, None)
                 continue
-            raise _unknown(letter)
+            if j < len(arg):
+                value = arg[j:]
+            elif i < n:
+                value = argv[i]
+                i += 1
+            else:
+                raise _unknown(letter)
+            _apply(opts, opt, value)
+            break
     opts.words = words
     return opts
 
 
-def usage_text() -> str:
-    """``-h`` / ``--help``."""
-    from ._commands import COMPAT_VERSION, PROGRAM, version_text
+# -- -h --------------------------------------------------------------------------------------
 
-    first = version_text().splitlines()[0]
-    return f"""{first}
-Usage: {PROGRAM} [options][-s address] [ cmd ]
-Options (as {COMPAT_VERSION}):
-    -s address  unix socket name or host name to send the commands on
-                (repeat -s to send the same command to several servers at once)
-    -R name     force reply socket name, for the unix datagram socket mode
-    -D dir      create the reply socket in dir [default: Linux abstract namespace]
-    -f format   print the result using format. Format elements:
-                  %v  - value
-                  %%  - literal %
-                (any other %x is printed literally; kamcmd would hang)
-    -v          verbose (print a '.' after each command; -vv packet headers, -vvv dumps)
-    -U          a bare address without '/' or port means udp (instead of unixs)
-    -V          version number
-    -h          this help message
-Extensions (not in kamcmd):
-    -t, --timeout SECONDS  connect and reply timeout for every transport [default: none]
-    --json                 print one JSON document per command, whatever its outcome:
-                           {{"result": [values]}} or {{"error": {{"kind": K, "message": S,
-                           "address": A}}}} (a fault: K is "fault", with "code": N; see
-                           docs/client.md for the kinds); a struct is an object whose
-                           values are lists of its members (repeated names kept; unnamed
-                           values under "")
-    --typed                accept typed arguments: i:INT d:DOUBLE b:BYTES s:STRING
-    --batch FILE           run the commands of FILE ('-' = stdin), one per line (shell-like
-                           quoting, '#' comments), over one connection, replies in order
-    --max-reply BYTES      largest reply accepted [default: 64 MiB; kamcmd: 128 KiB]
-    --kamcmd-exit          exit 0 after a fault, as kamcmd does
-    --fifo ADDR            send the command over the ctl FIFO text protocol instead of
-                           binrpc: ADDR as ctl's fifo parameter (/tmp/kamailio_fifo,
-                           udp:host:port, tcp:host:port, unixs:/p, unixd:/p); arguments are
-                           text lines (name:value,... is a struct line); prints the body
-                           lines, or error: <code> - <reason> (exit 1) for a non-2xx status
-    --fifo-reply-dir DIR   where the reply FIFO is created [default: /tmp]
-    --raw                  with --fifo: print the reply exactly as received
-    --tls                  TLS on tcp: addresses (same as writing tls:host:port);
-                           the server certificate and name are verified
-    --tls-ca FILE          CA certificates (PEM) to verify the server with
-                           [default: the system's]
-    --tls-cert FILE        client certificate (PEM) for mutual TLS
-    --tls-key FILE         its private key [default: in the --tls-cert file]
-    --tls-server-name NAME the name the server certificate must carry
-                           [default: the host of the address]
-    --tls-insecure         INSECURE: do not verify the server's certificate or name
-                           (anybody in the path can read and change the traffic)
-address:
+_HEAD_WIDTH = {KAMCMD: 10, EXTENSIONS: 22}
+"""Width of the option column of each section (its longest entry), then the gap below."""
+_GAP = {KAMCMD: 2, EXTENSIONS: 1}
+
+
+def option_head(opt: Option) -> str:
+    """How ``-h`` names ``opt``: kamcmd's options by their letter (``-s address``), the
+    extensions by letter and long name (``-t, --timeout SECONDS``)."""
+    if opt.section == KAMCMD:
+        names = [f"-{opt.short}"]
+    else:
+        names = [f"-{o}" for o in (opt.short,) if o] + [f"--{o}" for o in (opt.long,) if o]
+    head = ", ".join(names)
+    return f"{head} {opt.metavar}" if opt.metavar else head
+
+
+def _section(section: str) -> str:
+    width = _HEAD_WIDTH[section]
+    indent = " " * (4 + width + _GAP[section])
+    lines = []
+    for opt in OPTIONS:
+        if opt.section == section:
+            first, *rest = opt.help.split("\n")
+            lines.append(f"    {option_head(opt):<{width}}{' ' * _GAP[section]}{first}\n")
+            lines.extend(f"{indent}{line}\n" for line in rest)
+    return "".join(lines)
+
+
+def usage_text(program: str = DEFAULT_PROGRAM) -> str:
+    """``-h`` / ``--help``."""
+    from ._commands import COMPAT_VERSION, version_text
+
+    first = version_text(program).splitlines()[0]
+    return (
+        f"{first}\n"
+        f"Usage: {program} [options][-s address] [ cmd ]\n"
+        f"Options (as {COMPAT_VERSION}):\n"
+        f"{_section(KAMCMD)}"
+        "Extensions (not in kamcmd):\n"
+        f"{_section(EXTENSIONS)}"
+        f"""address:
     [proto:]name[:port]   where proto is one of tcp, tls, udp, unixs or unixd
                           e.g.:  tcp:localhost:2049 , unixs:/tmp/kamailio_ctl,
                           tcp:[::1]:2049 (IPv6)
@@ -353,9 +525,10 @@ exit status:
 interactive mode (no cmd): history in $BINRPC_HISTORY [default: ~/.binrpc_history;
     empty: no history file], tab completion of methods, aliases, builtins, cfg/cnt names
 Examples:
-        {PROGRAM} -s unixs:/tmp/kamailio_ctl system.listMethods
-        {PROGRAM} -f "pid: %v  desc: %v\\n" -s udp:localhost:2047 core.ps
-        {PROGRAM} ps  # uses default ctl socket
-        {PROGRAM}     # enters interactive mode on the default socket
-        {PROGRAM} --json -s tcp:localhost core.uptime
+        {program} -s unixs:/tmp/kamailio_ctl system.listMethods
+        {program} -f "pid: %v  desc: %v\\n" -s udp:localhost:2047 core.ps
+        {program} ps  # uses default ctl socket
+        {program}     # enters interactive mode on the default socket
+        {program} --json -s tcp:localhost core.uptime
 """
+    )

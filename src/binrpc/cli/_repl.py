@@ -273,10 +273,17 @@ def interactive(runner: Runner) -> int:
     """The interactive session on one node; returns 0 (kamcmd's status whatever happened
     inside)."""
     data = fetch_completion(runner)
-    return _session(data, runner.out, runner.err, lambda job: job(runner), runner.client.close)
+    return _session(
+        data,
+        runner.opts.program,
+        runner.out,
+        runner.err,
+        run=lambda job: job(runner),
+        abandon=runner.client.close,
+    )
 
 
-def interactive_nodes(fanout: Fanout) -> int:
+def interactive_nodes(fanout: Fanout, program: str) -> int:
     """The interactive session with several ``-s``: every line goes to every node, in the
     order of the options, printed as the one-shot fan-out prints it. Completion comes from
     the first node that connects; 255 (the errors printed) when none does, else 0."""
@@ -290,20 +297,24 @@ def interactive_nodes(fanout: Fanout) -> int:
     fanout.run(first_completion)  # connects every node, as a one-shot call would
     if not found:
         return EXIT_ERROR
-    return _session(found[0], fanout.stdout, fanout.stderr, fanout.run, fanout.abandon)
+    return _session(
+        found[0], program, fanout.stdout, fanout.stderr, run=fanout.run, abandon=fanout.abandon
+    )
 
 
 def _session(
     data: CompletionData,
+    program: str,
     out: BinaryIO,
     err: Callable[[str], object],
+    *,
     run: Callable[[Job], object],
     abandon: Callable[[], object],
 ) -> int:
-    """Read lines and ``run`` each. A ^C during a line calls ``abandon`` (which drops the
-    connections, so that a late reply is never read as the answer to the next line), prints
-    ``^C`` and goes back to the prompt."""
-    out.write(banner().encode())
+    """Print the banner of ``program``, read lines and ``run`` each. A ^C during a line calls
+    ``abandon`` (which drops the connections, so that a late reply is never read as the answer
+    to the next line), prints ``^C`` and goes back to the prompt."""
+    out.write(banner(program).encode())
     out.flush()
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     lines: Iterable[str] | None = None

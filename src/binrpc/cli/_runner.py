@@ -403,11 +403,11 @@ class Runner:
         if name in ("quit", "exit"):
             raise Quit
         if name in ("warranty", "license"):
-            return lambda: self._write_ok(license_text().encode())
+            return lambda: self._write_ok(license_text(self.opts.program).encode())
         if name == "version":  # unreachable: shadowed by the alias, as in kamcmd
             from ._commands import version_text
 
-            return lambda: self._write_ok(version_text().encode())
+            return lambda: self._write_ok(version_text(self.opts.program).encode())
         # help / ?
         try:
             params = self.params(args)

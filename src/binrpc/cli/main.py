@@ -225,7 +225,7 @@ def _main(args: list[str], stdout: BinaryIO) -> int:
                 return fanout.run_concurrently(job)
             from ._repl import interactive_nodes
 
-            return interactive_nodes(fanout)
+            return interactive_nodes(fanout, opts.program)
         finally:
             fanout.close()
     address = opts.sockets[-1]

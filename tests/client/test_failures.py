@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import binrpc.client._async as async_mod
-import binrpc.client._sync as sync_mod
+import binrpc.client._link as sync_mod
 from binrpc import (
     ConnectError,
     ConnectionClosed,

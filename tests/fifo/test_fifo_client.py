@@ -35,7 +35,10 @@ def test_calls(fifo_server: FifoServer, transport: str) -> None:
     assert reply.values() == [text, "42", "-5", "2.5", "1", "raw bytes"]
     # a NUL travels as \0 both ways (over binrpc core.echo's 's' would end at it)
     assert c.request("core.echo", "nul\0end").values() == ["nul\0end"]
-    assert c.request("t.echo", "nul\0end", "\u00e9t\u00e9").values() == ["nul\0end", "\u00e9t\u00e9"]
+    assert c.request("t.echo", "nul\0end", "\u00e9t\u00e9").values() == [
+        "nul\0end",
+        "\u00e9t\u00e9",
+    ]
     assert c.request("t.add", 40, 2).lines == ("42",)
     assert c.request("t.add", "0x10").values() == ["16"]
     assert c.request("t.types", 7, 1.5, "s", False).values() == [
@@ -196,3 +199,19 @@ def test_parse_reply() -> None:
 
 def test_reply_name_has_no_dot() -> None:
     assert "." not in reply_name()
+
+
+@pytest.mark.parametrize("transport", ["fifo", "tcp", "udp"])
+def test_call_has_the_contract_of_client_call(fifo_server: FifoServer, transport: str) -> None:
+    c = client(fifo_server, transport)
+    # the values, unescaped, as Client.call returns a binrpc reply's values
+    assert c.call("core.echo", "a\tb", 7) == ["a\tb", "7"]
+    with pytest.raises(Fault) as info:
+        c.call("t.fault")
+    assert (info.value.code, info.value.message) == (404, "no thing here")
+    with pytest.raises(Fault) as info:
+        c.call("x")
+    assert (info.value.code, info.value.message) == (500, "Command 'x' not found")
+    # the raw reply, whatever its status, from request()
+    raw = c.request("t.fault")
+    assert (raw.code, raw.lines) == (404, ("kept",))

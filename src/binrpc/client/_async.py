@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 from .._address import Address
 from .._errors import BinrpcError
 from .._values import Value
-from ._config import ClientConfig
+from ._config import ClientConfig, Configured
 from ._core import (
     DATAGRAM_REPLY_DEADLINE,
     DEFAULT_MAX_REPLY_SIZE,
@@ -213,7 +213,7 @@ class _Opening:
             _discard(result)
 
 
-class AsyncClient:
+class AsyncClient(Configured):
     """An asyncio binrpc client. Concurrent calls share one connection (pipelined): every
     request gets its own cookie and replies are matched by cookie, in whatever order they come.
 
@@ -266,34 +266,6 @@ class AsyncClient:
         self._conn: _Transport | None = None
         self._connecting: asyncio.Lock | None = None
         self._unlink: str | None = None
-
-    @property
-    def address(self) -> Address:
-        return self.config.address
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return self.config.timeouts
-
-    @property
-    def max_reply_size(self) -> int:
-        return self.config.max_reply_size
-
-    @property
-    def reply_path(self) -> str | None:
-        return self.config.reply_path
-
-    @property
-    def reply_dir(self) -> str | None:
-        return self.config.reply_dir
-
-    @property
-    def tls(self) -> bool | ssl.SSLContext | None:
-        return self.config.tls
-
-    @property
-    def server_hostname(self) -> str | None:
-        return self.config.server_hostname
 
     async def __aenter__(self) -> AsyncClient:
         return self

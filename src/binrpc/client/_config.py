@@ -15,7 +15,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from ssl import SSLContext
 
-__all__ = ["ClientConfig", "tls_address"]
+__all__ = ["ClientConfig", "Configured", "tls_address"]
 
 
 def tls_address(address: Address, tls: object) -> Address:
@@ -127,3 +127,39 @@ class ClientConfig(Frozen):
             None,
             None,
         )
+
+
+class Configured:
+    """The read-only views of :attr:`config` that ``Client`` and ``AsyncClient`` share (the
+    constructor arguments of both, under their names)."""
+
+    __slots__ = ()
+    config: ClientConfig
+
+    @property
+    def address(self) -> Address:
+        return self.config.address
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.config.timeouts
+
+    @property
+    def max_reply_size(self) -> int:
+        return self.config.max_reply_size
+
+    @property
+    def reply_path(self) -> str | None:
+        return self.config.reply_path
+
+    @property
+    def reply_dir(self) -> str | None:
+        return self.config.reply_dir
+
+    @property
+    def tls(self) -> bool | SSLContext | None:
+        return self.config.tls
+
+    @property
+    def server_hostname(self) -> str | None:
+        return self.config.server_hostname

@@ -45,12 +45,18 @@ from ._errors import RECEIVE, SEND, closed_error, timeout_error, transport_error
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from typing import Final
+    from typing import Final, Protocol
 
     from .._values import Value
     from ._link import Link
     from ._protocol import ClientConnection
-    from ._sync import Client
+
+    class Client(Protocol):
+        """What a pipeline takes from a ``Client`` (structurally: no import of ``_sync``)."""
+
+        connection: ClientConnection
+        link: Link
+
 
 __all__ = ["DATAGRAM_REPLY_DEADLINE", "DEFAULT_WINDOW", "Pipeline", "open_pipeline"]
 

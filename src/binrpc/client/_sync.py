@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from .._errors import ConnectionClosed, TransportError
-from ._config import ClientConfig
+from ._config import ClientConfig, Configured
 from ._core import DATAGRAM_REPLY_DEADLINE, DEFAULT_MAX_REPLY_SIZE, Reply, Timeouts
 from ._errors import RECEIVE, SEND, closed_error, transport_error
 from ._link import Link
@@ -46,7 +46,7 @@ def _remaining(deadline: float | None) -> float | None:
     return max(0.0, deadline - time.monotonic())
 
 
-class Client:
+class Client(Configured):
     """A blocking binrpc client (one connection, reused; thread-unsafe).
 
     Args:
@@ -121,35 +121,6 @@ class Client:
         """The sans-I/O state (cookies, replies in flight), shared with :meth:`pipeline`."""
         self.link = Link(config, self.connection)
         """The socket, shared with :meth:`pipeline`."""
-
-    # -- configuration (read-only views of :attr:`config`) ---------------------------------
-    @property
-    def address(self) -> Address:
-        return self.config.address
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return self.config.timeouts
-
-    @property
-    def max_reply_size(self) -> int:
-        return self.config.max_reply_size
-
-    @property
-    def reply_path(self) -> str | None:
-        return self.config.reply_path
-
-    @property
-    def reply_dir(self) -> str | None:
-        return self.config.reply_dir
-
-    @property
-    def tls(self) -> bool | SSLContext | None:
-        return self.config.tls
-
-    @property
-    def server_hostname(self) -> str | None:
-        return self.config.server_hostname
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property

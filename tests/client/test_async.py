@@ -147,3 +147,79 @@ def test_cancelled_connect_closes_the_socket_it_opens_later(
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert len(os.listdir("/proc/self/fd")) == fds - 1  # the server socket only
     assert list(replies.iterdir()) == []  # no unixd reply socket file left behind
+
+
+# -- what Client has: pipeline and trace --------------------------------------------------------
+
+
+async def test_pipeline_results_in_order_as_client_pipeline() -> None:
+    from binrpc import LocalProtocolError
+    from binrpc.client import Client, Reply
+
+    srv = ShufflingServer(batch=8)  # replies come back shuffled, 8 at a time
+    server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+    address = f"tcp:127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    requests: list[tuple[str, list[Any]]] = [("core.echo", [i]) for i in range(100)]
+    requests[50] = ("core.echo", [object()])  # binrpc cannot carry it: yielded, not raised
+    async with server, AsyncClient(address, timeout=10) as c:
+        results = [r async for r in c.pipeline(requests, window=16)]
+    assert isinstance(results[50], LocalProtocolError)
+    values = [r.values() if isinstance(r, Reply) else None for r in results]
+    assert values == [None if i == 50 else [i] for i in range(100)]
+    assert srv.max_pending >= 8  # they were in flight together
+    # the blocking client gives the same kinds of result for the same requests
+    with FakeServer("tcp") as fake, Client(fake.address) as sync:
+        sync_results = list(sync.pipeline(requests))
+    assert [type(r) for r in sync_results] == [type(r) for r in results]
+
+
+async def test_pipeline_stopped_early_cancels_what_is_in_flight() -> None:
+    srv = ShufflingServer(batch=1)
+    server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+    address = f"tcp:127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, AsyncClient(address, timeout=10) as c:
+        pipeline = c.pipeline(("core.echo", [i]) for i in range(1000))
+        first = await pipeline.__anext__()
+        await pipeline.aclose()
+        assert first.values() == [0]  # type: ignore[union-attr]
+        assert await c.call("core.echo", "next") == ["next"]  # late replies are dropped
+
+
+async def test_pipeline_protocol_error_first_gets_it_rest_reply_lost() -> None:
+    from binrpc.client import ReplyLost
+    from binrpc.client._errors import CookieMismatch
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = StreamFramer(1 << 20)
+        seen: list[int] = []
+        while data := await reader.read(65536):
+            framer.feed(data)
+            while (packet := framer.next_packet()) is not None:
+                seen.append(packet.cookie)
+            if len(seen) >= 3:  # all three in flight: a reply with a wrong cookie
+                writer.write(reply([1], seen[0] ^ 0x80000000))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    address = f"tcp:127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server, AsyncClient(address, timeout=10) as c:
+        results = [r async for r in c.pipeline(("core.echo", [i]) for i in range(3))]
+    assert isinstance(results[0], CookieMismatch)
+    assert all(isinstance(r, ReplyLost) and r.cause is results[0] for r in results[1:])
+
+
+async def test_trace_sees_every_chunk_of_the_reply() -> None:
+    chunks: list[tuple[bytes, int]] = []
+    with FakeServer("unixs") as srv:
+        async with AsyncClient(srv.address, timeout=10) as c:
+            got = await c.request(
+                "core.echo", ["x" * 3000], trace=lambda d, o: chunks.append((d, o))
+            )
+            await c.call("core.echo", "untraced")
+    assert got.values() == ["x" * 3000]
+    data = b"".join(d for d, _ in chunks)
+    assert data == reply(["x" * 3000], got.cookie)  # the reply exactly, nothing else
+    assert [o for _, o in chunks] == [
+        sum(len(d) for d, _ in chunks[:k]) for k in range(len(chunks))
+    ]

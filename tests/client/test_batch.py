@@ -24,7 +24,7 @@ from binrpc.cli._options import parse_args
 from binrpc.cli._runner import Runner
 from binrpc.cli.main import _open
 from binrpc.client import Client
-from binrpc.client._pipeline import Pipeline
+from binrpc.client._pipeline import open_pipeline
 
 from .fakeserver import FakeServer, fault, raw_reply, reply
 
@@ -290,7 +290,9 @@ def test_datagram_reply_lost_without_timeout_ends_the_batch(
     def lossy(method: str, params: list[Any], cookie: int) -> list[Any]:
         return [] if params == [5] else [reply(params, cookie)]
 
-    monkeypatch.setattr(_batch, "Pipeline", functools.partial(Pipeline, datagram_deadline=0.3))
+    monkeypatch.setattr(
+        _batch, "open_pipeline", functools.partial(open_pipeline, datagram_deadline=0.3)
+    )
     lines = [f"core.echo {i}" for i in range(40)]
     with FakeServer(proto, lossy) as srv:
         runner, out, errs = _runner(srv.address)
@@ -307,11 +309,14 @@ def test_datagram_reply_lost_without_timeout_ends_the_batch(
 
 def test_datagram_reply_deadline_applies_only_without_a_read_timeout() -> None:
     with FakeServer("udp") as srv:
-        assert Pipeline(Client(srv.address, timeout=None), [], 64).read_timeout == 10.0
-        assert Pipeline(Client(srv.address, timeout=2), [], 64).read_timeout == 2.0
-        assert Pipeline(Client(srv.address, timeout=None), [], 64, None, None).read_timeout is None
+        assert open_pipeline(Client(srv.address, timeout=None), [], 64).read_timeout == 10.0
+        assert open_pipeline(Client(srv.address, timeout=2), [], 64).read_timeout == 2.0
+        assert (
+            open_pipeline(Client(srv.address, timeout=None), [], 64, None, None).read_timeout
+            is None
+        )
     with FakeServer("unixs") as srv:
-        assert Pipeline(Client(srv.address, timeout=None), [], 64).read_timeout is None
+        assert open_pipeline(Client(srv.address, timeout=None), [], 64).read_timeout is None
 
 
 @pytest.mark.parametrize("proto", ["udp", "unixd"])
@@ -324,10 +329,10 @@ def test_datagram_window_fits_the_receive_buffer(proto: str, tmp_path: Any) -> N
     in_flight: list[int] = []
     with FakeServer(proto, big) as srv, Client(srv.address, timeout=None) as c:
         c.connect()
-        assert c._sock is not None
-        c._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        rcvbuf = c._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # doubled: 16384
-        pipeline = Pipeline(c, (("m", []) for _ in range(100)), 64)
+        assert c.link.sock is not None
+        c.link.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        rcvbuf = c.link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # doubled: 16384
+        pipeline = open_pipeline(c, (("m", []) for _ in range(100)), 64)
         pipeline.on_wait = lambda: in_flight.append(len(pipeline.inflight))
         results = list(pipeline.results())
     assert all(not isinstance(r, Exception) for r in results) and len(results) == 100

@@ -4,7 +4,8 @@ Every row of :data:`FAILURES` sets up one failure for real (a refused or unanswe
 peer that closes, resets, never answers, an ICMP error, a datagram too big ...) or, where the
 kernel cannot be made to fail on loopback (its own ``ETIMEDOUT``), injects the very ``OSError``
 it raises into the socket; then every client that can meet it -- ``Client``, ``Client.pipeline``,
-``AsyncClient`` and ``FifoClient`` -- must raise the same class, with a message that names no
+``AsyncClient`` (``request``, with a ``trace`` hook, ``pipeline``) and ``FifoClient`` -- must
+raise the same class, with a message that names no
 meaningless ``[Errno 0]`` and no ``None``.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 import binrpc.client._async as async_mod
-import binrpc.client._sync as sync_mod
+import binrpc.client._link as sync_mod
 from binrpc import (
     ConnectError,
     ConnectionClosed,
@@ -40,9 +41,23 @@ from binrpc.client._core import MAX_TIMEOUT
 from binrpc.client._errors import BindError, ReceiveError, ResolveError, SendError
 from binrpc.client._fifo_client import FifoClient
 
-KINDS = ("Client", "Pipeline", "AsyncClient", "FifoClient")
+KINDS = ("Client", "Pipeline", "AsyncClient", "AsyncPipeline", "AsyncTrace", "FifoClient")
 ALL = frozenset(KINDS)
-BINRPC = frozenset(("Client", "Pipeline", "AsyncClient"))  # TLS, params lists
+BINRPC = ALL - {"FifoClient"}  # TLS, params lists
+
+
+async def _async_call(kind: str, address: str, params: Any, kw: dict[str, Any]) -> None:
+    """One call by ``AsyncClient``: ``request``, ``request`` with a trace hook, or a one-request
+    ``pipeline`` (raising what it yields)."""
+    async with AsyncClient(address, **kw) as c:
+        if kind == "AsyncPipeline":
+            results = [r async for r in c.pipeline([("core.version", params)])]
+            if isinstance(results[0], BaseException):
+                raise results[0]
+        elif kind == "AsyncTrace":
+            await c.request("core.version", list(params), trace=lambda data, offset: None)
+        else:
+            await c.request("core.version", list(params))
 
 
 def call(kind: str, address: str, params: tuple[Any, ...], **kw: Any) -> None:
@@ -56,13 +71,8 @@ def call(kind: str, address: str, params: tuple[Any, ...], **kw: Any) -> None:
             [result] = list(c.pipeline([("core.version", params)]))
             if isinstance(result, BaseException):
                 raise result
-    elif kind == "AsyncClient":
-
-        async def main() -> None:
-            async with AsyncClient(address, **kw) as c:
-                await c.request("core.version", list(params))
-
-        asyncio.run(main())
+    elif kind.startswith("Async"):
+        asyncio.run(_async_call(kind, address, params, kw))
     else:
         kw.setdefault("reply_dir", "/tmp")
         kw.pop("tls", None)
@@ -344,6 +354,20 @@ def bad_call(kind: str, address: str, method: Any, params: Any, **kw: Any) -> No
                     await c.request(method, params)
 
         asyncio.run(main())
+    elif kind == "AsyncPipeline":
+
+        async def pipeline() -> None:
+            async with AsyncClient(address, **kw) as c:
+                [r async for r in c.pipeline([(method, params)])]
+
+        asyncio.run(pipeline())
+    elif kind == "AsyncTrace":
+
+        async def traced() -> None:
+            async with AsyncClient(address, **kw) as c:
+                await c.request(method, params, trace=lambda data, offset: None)
+
+        asyncio.run(traced())
     else:
         FifoClient(address, reply_dir="/tmp", **kw).call(method, *params)
 

@@ -24,7 +24,7 @@ from binrpc._codec import encode_header
 from binrpc._framing import StreamFramer
 from binrpc.cli._render import render_default, render_simple
 from binrpc.client import Client, CookieMismatch, Reply, ReplyLost
-from binrpc.client._core import ReplyReader
+from binrpc.client._reader import ReplyReader
 
 from .fakeserver import FakeServer, fault, reply
 

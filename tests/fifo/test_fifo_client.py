@@ -27,46 +27,49 @@ def leftovers(directory: str) -> list[str]:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_calls(fifo_server: FifoServer, transport: str) -> None:
     c = client(fifo_server, transport)
-    code, reason, lines = c.call("core.version")
+    code, reason, lines = c.request("core.version")
     assert (code, reason) == (200, "OK") and lines[0].startswith(f"{NAME} ")
     # strings with every escape, numbers, bools, bytes
     text = "tab\there, nl\nback\\slash: colon, comma\r"
-    reply = c.call("core.echo", text, 42, -5, 2.5, True, b"raw bytes").check()
+    reply = c.request("core.echo", text, 42, -5, 2.5, True, b"raw bytes").check()
     assert reply.values() == [text, "42", "-5", "2.5", "1", "raw bytes"]
     # a NUL travels as \0 both ways (over binrpc core.echo's 's' would end at it)
-    assert c.call("core.echo", "nul\0end").values() == ["nul\0end"]
-    assert c.call("t.echo", "nul\0end", "\u00e9t\u00e9").values() == ["nul\0end", "\u00e9t\u00e9"]
-    assert c.call("t.add", 40, 2).lines == ("42",)
-    assert c.call("t.add", "0x10").values() == ["16"]
-    assert c.call("t.types", 7, 1.5, "s", False).values() == [
+    assert c.request("core.echo", "nul\0end").values() == ["nul\0end"]
+    assert c.request("t.echo", "nul\0end", "\u00e9t\u00e9").values() == [
+        "nul\0end",
+        "\u00e9t\u00e9",
+    ]
+    assert c.request("t.add", 40, 2).lines == ("42",)
+    assert c.request("t.add", "0x10").values() == ["16"]
+    assert c.request("t.types", 7, 1.5, "s", False).values() == [
         "int=7",
         "float=1.5",
         "str=s",
         "bool=False",
     ]
     # a struct (or dict) becomes a struct line; ':' and ',' travel escaped
-    assert c.call("t.struct", {"a": 1, "b:c": "x,y"}).lines == ("a:1,b\\oc:x\\cy",)
-    assert c.call("t.structs", Struct([("a", 1), ("b", 2)]), {"c": 3}).values() == ["2", "1"]
+    assert c.request("t.struct", {"a": 1, "b:c": "x,y"}).lines == ("a:1,b\\oc:x\\cy",)
+    assert c.request("t.structs", Struct([("a", 1), ("b", 2)]), {"c": 3}).values() == ["2", "1"]
     assert leftovers(fifo_server.workdir) == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_faults_and_statuses(fifo_server: FifoServer, transport: str) -> None:
     c = client(fifo_server, transport)
-    reply = c.call("x")  # a one-letter method: the shortest request
+    reply = c.request("x")  # a one-letter method: the shortest request
     assert reply == FifoReply(500, "Command 'x' not found", (), b"500 Command 'x' not found\n")
     assert not reply.ok
     with pytest.raises(Fault) as info:
-        c.call("t.fault").check()
+        c.request("t.fault").check()
     assert (info.value.code, info.value.message) == (404, "no thing here")
-    assert c.call("t.fault").lines == ("kept",)  # the body is kept
-    assert c.call("t.printf").lines == ("a=1 b=two",)  # no final LF
-    assert c.call("t.add", "abc").code == 400
+    assert c.request("t.fault").lines == ("kept",)  # the body is kept
+    assert c.request("t.printf").lines == ("a=1 b=two",)  # no final LF
+    assert c.request("t.add", "abc").code == 400
 
 
 @pytest.mark.parametrize("transport", ["fifo", "tcp", "unixs"])
 def test_big_reply(fifo_server: FifoServer, transport: str) -> None:
-    reply = client(fifo_server, transport).call("t.big", 3000)
+    reply = client(fifo_server, transport).request("t.big", 3000)
     assert len(reply.lines) == 3000 and reply.lines[-1] == "0002999" + "x" * 90
 
 
@@ -76,7 +79,7 @@ def test_concurrent_fifo_clients(fifo_server: FifoServer) -> None:
 
     def work(k: int) -> None:
         for i in range(10):
-            got = c.call("core.echo", f"{k}/{i}").values()
+            got = c.request("core.echo", f"{k}/{i}").values()
             if got != [f"{k}/{i}"]:
                 errors.append(f"{k}/{i}: {got}")
 
@@ -97,32 +100,32 @@ def test_parameters_the_protocol_cannot_carry(fifo_server: FifoServer) -> None:
     c = client(fifo_server, "udp")
     for bad in ("", {}, [1, 2], None, {"a": {"b": 1}}, object()):
         with pytest.raises(LocalProtocolError):
-            c.call("core.echo", bad)
+            c.request("core.echo", bad)
     with pytest.raises(LocalProtocolError):
-        c.call("bad:name")
+        c.request("bad:name")
 
 
 def test_fifo_request_bigger_than_pipe_buf_is_refused(fifo_server: FifoServer) -> None:
     c = client(fifo_server, "fifo")
-    assert c.call("core.echo", "a" * 4000).values() == ["a" * 4000]
+    assert c.request("core.echo", "a" * 4000).values() == ["a" * 4000]
     with pytest.raises(LocalProtocolError, match="4096"):
-        c.call("core.echo", "a" * 4100)
+        c.request("core.echo", "a" * 4100)
     # over a socket the same request is fine
-    assert client(fifo_server, "tcp").call("core.echo", "a" * 4100).values() == ["a" * 4100]
+    assert client(fifo_server, "tcp").request("core.echo", "a" * 4100).values() == ["a" * 4100]
     assert leftovers(fifo_server.workdir) == []
 
 
 def test_no_server(workdir: str) -> None:
     with pytest.raises(ConnectError, match="No such file"):
-        FifoClient(f"{workdir}/missing", reply_dir=workdir).call("core.version")
+        FifoClient(f"{workdir}/missing", reply_dir=workdir).request("core.version")
     path = f"{workdir}/nobody"
     os.mkfifo(path)
     with pytest.raises(ConnectError, match="no server is reading"):
-        FifoClient(path, reply_dir=workdir).call("core.version")
+        FifoClient(path, reply_dir=workdir).request("core.version")
     with open(f"{workdir}/file", "w") as fh:
         fh.write("x")
     with pytest.raises(ConnectError, match="is not a FIFO"):
-        FifoClient(f"{workdir}/file", reply_dir=workdir).call("core.version")
+        FifoClient(f"{workdir}/file", reply_dir=workdir).request("core.version")
     with open(f"{workdir}/file") as fh:
         assert fh.read() == "x"
     assert leftovers(workdir) == []
@@ -136,7 +139,7 @@ def test_timeout_and_cleanup(workdir: str) -> None:
     try:
         start = time.monotonic()
         with pytest.raises(TransportTimeout):
-            FifoClient(path, reply_dir=workdir, timeout=0.3).call("core.version")
+            FifoClient(path, reply_dir=workdir, timeout=0.3).request("core.version")
         assert 0.25 < time.monotonic() - start < 2
         request = os.read(fd, 4096)
         assert request.startswith(b":core.version:binrpc_") and request.endswith(b"\n\n")
@@ -150,12 +153,12 @@ def test_timeout_and_cleanup(workdir: str) -> None:
 def test_timeout_on_sockets(fifo_server: FifoServer) -> None:
     for transport in ("udp", "tcp"):
         with pytest.raises(TransportTimeout):
-            client(fifo_server, transport, timeout=0.3).call("t.slow", 2, "late")
+            client(fifo_server, transport, timeout=0.3).request("t.slow", 2, "late")
 
 
 def test_reply_dir_must_exist(fifo_server: FifoServer) -> None:
     with pytest.raises(ConnectError, match="reply FIFO"):
-        FifoClient(fifo_server.addresses["fifo"], reply_dir="/nonexistent-dir").call("x")
+        FifoClient(fifo_server.addresses["fifo"], reply_dir="/nonexistent-dir").request("x")
 
 
 # ------------------------------------------------------------------------------------------
@@ -196,3 +199,19 @@ def test_parse_reply() -> None:
 
 def test_reply_name_has_no_dot() -> None:
     assert "." not in reply_name()
+
+
+@pytest.mark.parametrize("transport", ["fifo", "tcp", "udp"])
+def test_call_has_the_contract_of_client_call(fifo_server: FifoServer, transport: str) -> None:
+    c = client(fifo_server, transport)
+    # the values, unescaped, as Client.call returns a binrpc reply's values
+    assert c.call("core.echo", "a\tb", 7) == ["a\tb", "7"]
+    with pytest.raises(Fault) as info:
+        c.call("t.fault")
+    assert (info.value.code, info.value.message) == (404, "no thing here")
+    with pytest.raises(Fault) as info:
+        c.call("x")
+    assert (info.value.code, info.value.message) == (500, "Command 'x' not found")
+    # the raw reply, whatever its status, from request()
+    raw = c.request("t.fault")
+    assert (raw.code, raw.lines) == (404, ("kept",))

@@ -332,20 +332,20 @@ def test_method_help_without_a_name(kam: Side, ours: Side, which: str) -> None:
 def test_fifo_client_against_kamailio(kam: Side, which: str) -> None:
     # (Kamailio's garbage can hold LF or UTF-8 sequences: compare the raw bytes)
     client = FifoClient(getattr(kam, which), timeout=5)
-    version = client.call("core.version")
+    version = client.request("core.version")
     assert (version.code, version.reason) == (200, "OK")
     intended = kam.values("core.version")[0].encode()
     assert matches_garbled(version.raw, b"200 OK\n", [(intended, b"\n")])
     # the shortest request (":x:" is padded so that Kamailio scans it)
-    assert tuple(client.call("x")) == (500, "Command 'x' not found", [])
-    assert client.call("system.methodSignature").reason == "Not Implemented Yet"
+    assert tuple(client.request("x")) == (500, "Command 'x' not found", [])
+    assert client.request("system.methodSignature").reason == "Not Implemented Yet"
     params = [f"{LONG}v{i}" for i in range(4)]
-    reply = client.call("core.prints", *params)
+    reply = client.request("core.prints", *params)
     want = [params[1], params[3], params[3]]  # '*' eats a line
     assert matches_garbled(reply.raw, b"200 OK\n", [(p.encode(), b"\n") for p in want])
     # struct replies: members reversed, ':' and ',' escaped the output way
     for _ in range(3):  # the clock may tick between the two calls
-        psx = client.call("core.psx")
+        psx = client.request("core.psx")
         meant = intended_chunks(kam.values("core.psx"), reversed_members=True)
         if matches_garbled(psx.raw, b"200 OK\n", meant):
             break
@@ -355,7 +355,7 @@ def test_fifo_client_against_kamailio(kam: Side, which: str) -> None:
 
 
 def test_fifo_client_connections_over_kamailio_tcp(kam: Side) -> None:
-    reply = FifoClient(kam.fifo_tcp, timeout=5).call("ctl.connections")
+    reply = FifoClient(kam.fifo_tcp, timeout=5).request("ctl.connections")
     assert reply.code == 200 and matches_garbled(reply.raw, b"200 OK\n", [(b"1", b"\n")])
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 
-from ..client._pipeline import DEFAULT_WINDOW, Pipeline
+from ..client._pipeline import DEFAULT_WINDOW, open_pipeline
 from ._runner import EXIT_OK, RPC, Call, Quit, worst_status
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -119,7 +119,7 @@ def _pipelined(
     done = 0  # jobs run or printed
     show = runner.show
     show_rpc = runner.show_rpc
-    pipeline = Pipeline(runner.client, requests(), DEFAULT_WINDOW, on_wait)
+    pipeline = open_pipeline(runner.client, requests(), DEFAULT_WINDOW, on_wait)
     # the i-th result is the i-th Call's: the local jobs before that Call run first
     for chunk in pipeline.chunks():
         for result in chunk:

@@ -40,7 +40,7 @@ def run_fifo(opts: Options, words: list[str], out: BinaryIO) -> int:
             reply_dir=opts.fifo_reply_dir or "/tmp",
             timeout=opts.timeout if opts.timeout is not None else 5.0,
         )
-        reply = client.call(method, *args)
+        reply = client.request(method, *args)
     except AddressError as exc:
         sys.stderr.write(f"ERROR: error parsing FIFO address: {exc}\n")
         return EXIT_ERROR

@@ -1,4 +1,5 @@
-"""The asyncio client: :class:`AsyncClient`, pipelining concurrent calls on one connection."""
+"""The asyncio client: :class:`AsyncClient`, a shell over :class:`ClientConnection` that
+pipelines concurrent calls on one connection."""
 
 from __future__ import annotations
 
@@ -7,46 +8,52 @@ import contextlib
 import os
 import socket
 import threading
+from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import _socket
     import ssl
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
     _socket_t = _socket.socket
 
 from .._address import Address
 from .._errors import BinrpcError
 from .._values import Value
+from ._config import ClientConfig, Configured
 from ._core import (
+    DATAGRAM_REPLY_DEADLINE,
     DEFAULT_MAX_REPLY_SIZE,
     Reply,
-    ReplyAssembler,
     Timeouts,
-    build_request,
-    check_size,
-    next_cookie,
-    resolve_address,
+    check_seconds,
 )
 from ._errors import RECEIVE, SEND, closed_error, timeout_error, transport_error
-from ._sync import open_socket, tls_address
+from ._link import open_socket
+from ._protocol import ClientConnection
+from ._sync import TraceHook
 
 __all__ = ["AsyncClient"]
 
 _DEFAULT_TIMEOUTS = Timeouts()
 
+_UNIXD_WINDOW = 4
+"""Requests in flight at most on unix datagram sockets (as ``Client.pipeline``)."""
 
-class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
-    """One open connection: writes requests, feeds replies to the waiting futures by cookie."""
+
+class _Transport(asyncio.Protocol, asyncio.DatagramProtocol):
+    """One open transport: writes requests, hands received bytes to the client's
+    :class:`ClientConnection` and its replies to the waiting futures by cookie."""
 
     def __init__(self, client: AsyncClient, stream: bool) -> None:
         self.client = client
+        self.conn = client.connection
         self.stream = stream
         self.transport: asyncio.BaseTransport | None = None
-        self.assembler = ReplyAssembler(client.max_reply_size)
         self.waiting: dict[int, asyncio.Future[Reply]] = {}
+        self.traces: dict[int, list[object]] = {}  # cookie -> [hook, offset]
         self.lost = False
         self.error: BaseException | None = None
         self.sending = False  # inside transport.write()/sendto(): an error is the send's
@@ -87,9 +94,9 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self.waiting:
-            got = self.assembler.buffered
+            got = self.conn.buffered if self.current else 0
             if exc is not None and isinstance(exc, OSError):
-                err: BaseException = self.client._error(SEND if self.unsent else RECEIVE, exc)
+                err: BinrpcError = self.client._error(SEND if self.unsent else RECEIVE, exc)
             else:
                 err = closed_error(str(self.client.address), got)
             self._fail(err, close=False)
@@ -98,30 +105,50 @@ class _Connection(asyncio.Protocol, asyncio.DatagramProtocol):
             self.client._cleanup_reply_socket()
 
     # -- internals ---------------------------------------------------------------------
+    @property
+    def current(self) -> bool:
+        """The client's connection state is this transport's (not yet replaced)."""
+        return self.client._conn is self
+
     def _feed(self, data: bytes) -> None:
-        self.assembler.feed(data)
+        if self.traces:
+            for trace in self.traces.values():
+                hook, offset = trace
+                hook(data, offset)  # type: ignore[operator]
+                trace[1] = offset + len(data)  # type: ignore[operator]
+        if not self.current:  # pragma: no cover - asyncio stops reading a closed transport
+            return
+        conn = self.conn
+        conn.receive_data(data)
+        waiting = self.waiting
         while True:
             try:
-                reply = self.assembler.next_reply()
+                reply = conn.next_reply()
             except BinrpcError as exc:
                 self._fail(exc, close=self.stream)
                 if not self.stream:
-                    self.assembler.reset()
+                    conn.discard_buffered()
                 return
             if reply is None:
                 return
-            fut = self.waiting.pop(reply.cookie, None)
+            fut = waiting.pop(reply.cookie, None)
             if fut is not None and not fut.done():
                 fut.set_result(reply)
 
-    def _fail(self, exc: BaseException, *, close: bool) -> None:
+    def _fail(self, exc: BinrpcError, *, close: bool) -> None:
+        """Every request waiting on this transport gets its error (the rule of
+        :meth:`ClientConnection.fail`)."""
         self.error = exc
         waiting, self.waiting = self.waiting, {}
-        for fut in waiting.values():
+        # once the client's state belongs to a new transport, this one's get the error as is
+        errors = self.conn.fail(exc) if self.current else [(c, exc) for c in waiting]
+        for cookie, err in errors:
+            fut = waiting.pop(cookie, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+        for fut in waiting.values():  # pragma: no cover - every waiter is in flight
             if not fut.done():
                 fut.set_exception(exc)
-        for cookie in waiting:
-            self.assembler.abandon(cookie)
         if close and self.transport is not None:
             self.transport.close()
 
@@ -186,7 +213,7 @@ class _Opening:
             _discard(result)
 
 
-class AsyncClient:
+class AsyncClient(Configured):
     """An asyncio binrpc client. Concurrent calls share one connection (pipelined): every
     request gets its own cookie and replies are matched by cookie, in whatever order they come.
 
@@ -210,17 +237,35 @@ class AsyncClient:
         tls: bool | ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
-        self.address: Address = tls_address(resolve_address(address, udp_default=udp_default), tls)
-        self.tls = tls
-        self.server_hostname = server_hostname
-        self.timeouts: Timeouts = Timeouts.of(timeout)
-        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
-        self.reply_path = reply_path
-        self.reply_dir = reply_dir
-        self._conn: _Connection | None = None
+        self._setup(
+            ClientConfig.binrpc(
+                address,
+                timeout=timeout,
+                max_reply_size=max_reply_size,
+                reply_path=reply_path,
+                reply_dir=reply_dir,
+                udp_default=udp_default,
+                tls=tls,
+                server_hostname=server_hostname,
+            )
+        )
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> AsyncClient:
+        """A client with the configuration of another (``Client(...).config``)."""
+        client = cls.__new__(cls)
+        client._setup(config)
+        return client
+
+    def _setup(self, config: ClientConfig) -> None:
+        self.config = config
+        self.connection = ClientConnection(
+            str(config.address), max_reply_size=config.max_reply_size
+        )
+        """The sans-I/O state: cookies, requests in flight, replies."""
+        self._conn: _Transport | None = None
         self._connecting: asyncio.Lock | None = None
         self._unlink: str | None = None
-        self._cookie: int | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -262,7 +307,7 @@ class AsyncClient:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self) -> _Transport:
         conn = self._conn
         if conn is not None and not conn.lost:
             return conn
@@ -293,7 +338,7 @@ class AsyncClient:
             sock = socket.socket(fileno=raw.detach())
             sock.setblocking(False)
             stream = self.address.is_stream
-            new = _Connection(self, stream)
+            new = _Transport(self, stream)
             try:
                 if self.address.proto == "tls":
                     await self._tls_handshake(loop, new, sock)
@@ -309,11 +354,12 @@ class AsyncClient:
                 raise
             self._cleanup_reply_socket()
             self._unlink = unlink
+            self.connection.start()  # a new transport: nothing buffered or in flight
             self._conn = new
             return new
 
     async def _tls_handshake(
-        self, loop: asyncio.AbstractEventLoop, conn: _Connection, sock: socket.socket
+        self, loop: asyncio.AbstractEventLoop, conn: _Transport, sock: socket.socket
     ) -> None:
         """The TLS handshake on ``sock``, within the connect timeout (as ``Client``'s)."""
         from ._tls import client_context, handshake_failure
@@ -335,35 +381,67 @@ class AsyncClient:
         except (OSError, ValueError) as exc:  # TimeoutError is an OSError
             raise handshake_failure(str(self.address), exc, timeout) from exc
 
-    async def request(self, method: str, params: tuple[Value, ...] | list[Value] = ()) -> Reply:
-        """Send one request and return its raw :class:`Reply` (faults are returned)."""
-        self._cookie = cookie = next_cookie(self._cookie)
-        packet = build_request(method, params, cookie)
+    async def request(
+        self,
+        method: str,
+        params: tuple[Value, ...] | list[Value] = (),
+        *,
+        trace: TraceHook | None = None,
+    ) -> Reply:
+        """Send one request and return its raw :class:`Reply` (faults are returned).
+
+        Args:
+            trace: called with every chunk received while the request waits, and its offset
+                (as ``Client.request``'s; chunks of concurrent replies included).
+
+        Raises:
+            what ``Client.request`` raises, for the same failures.
+        """
+        return await self._request(method, params, self.timeouts.read, trace)
+
+    async def _request(
+        self,
+        method: str,
+        params: Sequence[Value],
+        timeout: float | None,
+        trace: TraceHook | None,
+    ) -> Reply:
+        state = self.connection
+        cookie = state.new_cookie()
+        packet = state.encode(method, params, cookie)  # before connecting: argument errors
         conn = await self._connection()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
-        conn.assembler.expect(cookie)
+        state.sent(cookie)
         conn.waiting[cookie] = fut
+        if trace is not None:
+            conn.traces[cookie] = [trace, 0]
         try:
-            conn.send(packet)
-        except OSError as exc:
-            conn.waiting.pop(cookie, None)
-            conn.assembler.forget(cookie)
-            raise self._error(SEND, exc) from exc
-        try:
-            if self.timeouts.read is None:
-                return await fut
-            return await asyncio.wait_for(asyncio.shield(fut), self.timeouts.read)
-        except TimeoutError:
-            conn.waiting.pop(cookie, None)
-            conn.assembler.abandon(cookie)
-            raise timeout_error(
-                "waiting for the reply from", str(self.address), self.timeouts.read
-            ) from None
-        except asyncio.CancelledError:
-            conn.waiting.pop(cookie, None)
-            conn.assembler.abandon(cookie)
-            raise
+            try:
+                conn.send(packet)
+            except OSError as exc:
+                conn.waiting.pop(cookie, None)
+                state.forget(cookie)
+                raise self._error(SEND, exc) from exc
+            try:
+                if timeout is None:
+                    return await fut
+                return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except TimeoutError:
+                self._abandon(conn, cookie)
+                raise timeout_error(
+                    "waiting for the reply from", str(self.address), timeout
+                ) from None
+            except asyncio.CancelledError:
+                self._abandon(conn, cookie)
+                raise
+        finally:
+            conn.traces.pop(cookie, None)
+
+    def _abandon(self, conn: _Transport, cookie: int) -> None:
+        conn.waiting.pop(cookie, None)
+        if conn.current:
+            self.connection.abandon(cookie)
 
     async def call(self, method: str, *params: Value) -> list[Value]:
         """Call ``method``; the reply's top-level values (see ``Client.call``)."""
@@ -376,3 +454,53 @@ class AsyncClient:
         if len(values) > 1:
             raise ValueError(f"{method} returned {len(values)} values; use call()")
         return values[0] if values else None
+
+    async def pipeline(
+        self,
+        requests: Iterable[tuple[str, Sequence[Value]]],
+        *,
+        window: int = 64,
+        datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
+    ) -> AsyncIterator[Reply | BinrpcError]:
+        """``Client.pipeline`` for asyncio: up to ``window`` requests in flight (4 on unix
+        datagram sockets), and each one's raw :class:`Reply` or the error that stands for it
+        yielded strictly in the order of ``requests`` (the same errors as ``Client.pipeline``:
+        nothing is raised for a single request but ``TypeError`` for a malformed one).
+
+        Without a read timeout, a request on a datagram socket has ``datagram_deadline``
+        seconds for its reply (``None``: wait forever). Stopping the iteration early cancels
+        the requests still in flight (their late replies are dropped).
+
+        Example::
+
+            async for reply in client.pipeline(("core.echo", [i]) for i in range(1000)):
+                print(reply.result() if isinstance(reply, Reply) else reply)
+        """
+        if window < 1:
+            raise ValueError(f"window must be at least 1, not {window}")
+        if self.address.proto == "unixd":
+            window = min(window, _UNIXD_WINDOW)
+        timeout = self.timeouts.read
+        if timeout is None and not self.address.is_stream:
+            # a lost datagram must not make the pipeline wait forever
+            timeout = check_seconds(datagram_deadline, "datagram_deadline")
+        pending: deque[asyncio.Task[Reply | BinrpcError]] = deque()
+        try:
+            for method, params in requests:
+                pending.append(asyncio.ensure_future(self._result(method, params, timeout)))
+                if len(pending) >= window:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _result(
+        self, method: str, params: Sequence[Value], timeout: float | None
+    ) -> Reply | BinrpcError:
+        """The reply, or the error that stands for it (a pipeline's result)."""
+        try:
+            return await self._request(method, params, timeout, None)
+        except BinrpcError as exc:
+            return exc

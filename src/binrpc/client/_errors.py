@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BIND",
     "CONNECT",
+    "FIFO_CREATE",
+    "FIFO_OPEN",
+    "FIFO_READ",
+    "FIFO_WRITE",
     "HANDSHAKE",
     "RECEIVE",
     "SEND",
@@ -54,7 +58,6 @@ __all__ = [
     "SendError",
     "UnexpectedPacket",
     "closed_error",
-    "os_error",
     "timeout_error",
     "transport_error",
 ]
@@ -125,6 +128,14 @@ SEND: Final = "send"
 """Writing the request."""
 RECEIVE: Final = "receive"
 """Reading the reply."""
+FIFO_CREATE: Final = "fifo-create"
+"""FIFO client: creating its reply FIFO (what binding a reply socket is to the others)."""
+FIFO_OPEN: Final = "fifo-open"
+"""FIFO client: opening the server's FIFO file."""
+FIFO_WRITE: Final = "fifo-write"
+"""FIFO client: writing the request to the server's FIFO."""
+FIFO_READ: Final = "fifo-read"
+"""FIFO client: reading its reply FIFO."""
 
 STEPS: Final[dict[str, tuple[type[TransportError], str, str]]] = {
     # step: (class of its failures, "{failed} {address}: {reason}", "{timed out} {address}")
@@ -133,9 +144,13 @@ STEPS: Final[dict[str, tuple[type[TransportError], str, str]]] = {
     HANDSHAKE: (ConnectError, "TLS handshake failed with", "TLS handshake with"),
     SEND: (SendError, "cannot send to", "sending to"),
     RECEIVE: (ReceiveError, "cannot read the reply from", "waiting for the reply from"),
+    FIFO_CREATE: (BindError, "cannot create the reply FIFO", "creating the reply FIFO"),
+    FIFO_OPEN: (ConnectError, "cannot open the FIFO", "opening the FIFO"),
+    FIFO_WRITE: (SendError, "cannot write to", "writing to"),
+    FIFO_READ: (ReceiveError, "reading the reply FIFO", "waiting for the reply from"),
 }
-"""The one table from which every client (``Client``, ``AsyncClient``, ``FifoClient``,
-``Client.pipeline``) turns an ``OSError`` into its exception: the failed step picks the class,
+"""The one table from which every client (``Client``, ``AsyncClient``, ``FifoClient`` and
+both pipelines) turns an ``OSError`` into its exception: the failed step picks the class,
 whatever the transport or the I/O layer (blocking socket, asyncio transport, FIFO file). A
 timeout, ours or the kernel's (``ETIMEDOUT``), is :class:`TransportTimeout` at every step."""
 
@@ -160,14 +175,6 @@ def transport_error(
     strerror = getattr(exc, "strerror", None)
     text = strerror or (os.strerror(code) if code else str(exc) or type(exc).__name__)
     return cls(code, f"{failed} {address}: {text}")
-
-
-def os_error(cls: type[TransportError], what: str, address: str, exc: OSError) -> TransportError:
-    """Wrap ``exc`` into ``cls`` with an ``errno`` and a message naming ``address`` (for
-    failures outside :data:`STEPS`)."""
-    code = exc.errno or 0
-    text = exc.strerror or (os.strerror(code) if code else str(exc))
-    return cls(code, f"{what} {address}: {text}")
 
 
 def closed_error(address: str, got: int) -> ConnectionClosed:

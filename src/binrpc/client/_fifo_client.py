@@ -4,9 +4,12 @@
 
     from binrpc.client._fifo_client import FifoClient
 
-    code, reason, lines = FifoClient("/tmp/kamailio_fifo").call("core.version")
-    reply = FifoClient("udp:127.0.0.1:2050").call("core.echo", "a b", 7).check()
-    reply.values()                      # the body lines, unescaped
+    FifoClient("/tmp/kamailio_fifo").call("core.version")      # ["kamailio 5.6.3 ..."]
+    code, reason, lines = FifoClient("udp:127.0.0.1:2050").request("core.echo", "a b", 7)
+
+``call`` has the contract of ``Client.call``: the reply's values (its body lines, unescaped),
+:class:`~binrpc.Fault` for a non-2xx status. ``request`` returns the raw
+:class:`~binrpc.client.FifoReply` (status, reason, lines, bytes), whatever its status.
 
 The address uses the syntax of ctl's ``fifo`` parameter (:func:`binrpc.parse_address` with
 ``"fifo"``): a path or a bare name is a FIFO file, ``host:port`` is UDP, ``tcp:``/``udp:``/
@@ -49,7 +52,7 @@ import time
 from types import TracebackType
 from typing import Any, Final
 
-from .._address import Address, parse_address
+from .._address import Address
 from .._errors import (
     ConnectError,
     ConnectionClosed,
@@ -58,18 +61,22 @@ from .._errors import (
     TransportTimeout,
 )
 from .._fifo import PIPE_BUF, FifoReply, build_fifo_request, parse_fifo_reply
-from ._core import argument_error, check_seconds, check_size
+from ._config import ClientConfig
+from ._core import argument_error
 from ._errors import (
+    FIFO_CREATE,
+    FIFO_OPEN,
+    FIFO_READ,
+    FIFO_WRITE,
     RECEIVE,
     SEND,
     BindError,
     ReceiveError,
     SendError,
-    os_error,
     timeout_error,
     transport_error,
 )
-from ._sync import open_socket
+from ._link import open_socket
 
 __all__ = ["DEFAULT_FIFO_TIMEOUT", "DEFAULT_MAX_FIFO_REPLY", "FifoClient"]
 
@@ -114,15 +121,26 @@ class FifoClient:
         timeout: float | None = DEFAULT_FIFO_TIMEOUT,
         max_reply_size: int = DEFAULT_MAX_FIFO_REPLY,
     ) -> None:
-        if isinstance(address, Address):
-            self.address = address
-        elif isinstance(address, str):
-            self.address = parse_address(address, "fifo")
-        else:
-            raise argument_error("address", "a str or an Address", address)
-        self.reply_dir = reply_dir
-        self.timeout = check_seconds(timeout)
-        self.max_reply_size = check_size(max_reply_size, "max_reply_size")
+        self.config = ClientConfig.fifo(
+            address, timeout=timeout, max_reply_size=max_reply_size, reply_dir=reply_dir
+        )
+
+    @property
+    def address(self) -> Address:
+        return self.config.address
+
+    @property
+    def reply_dir(self) -> str:
+        return self.config.reply_dir or "/tmp"
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds per call (None: wait forever)."""
+        return self.config.timeouts.read
+
+    @property
+    def max_reply_size(self) -> int:
+        return self.config.max_reply_size
 
     def __repr__(self) -> str:
         return f"<FifoClient {self.address}>"
@@ -139,10 +157,20 @@ class FifoClient:
         return None
 
     # -- API --------------------------------------------------------------------------------
-    def call(self, method: str, *params: Any) -> FifoReply:
+    def call(self, method: str, *params: Any) -> list[str]:
+        """Call ``method`` with ``params`` and return the reply's values: its body lines,
+        unescaped (as ``Client.call`` returns a binrpc reply's values).
+
+        Raises:
+            Fault: the reply's status is not 2xx (``.code``, ``.message``: its status line).
+            and everything :meth:`request` raises.
+        """
+        return self.request(method, *params).check().values()
+
+    def request(self, method: str, *params: Any) -> FifoReply:
         """Call ``method`` with ``params`` (see :func:`binrpc._fifo.format_param` for how
-        values become lines) and return the reply, whatever its status: use
-        :meth:`FifoReply.check` to turn a non-2xx status into :class:`~binrpc.Fault`.
+        values become lines) and return the raw reply, whatever its status
+        (:meth:`FifoReply.check` turns a non-2xx status into :class:`~binrpc.Fault`).
 
         Raises:
             LocalProtocolError: a parameter that cannot be sent, or a request too big for the
@@ -195,7 +223,7 @@ class FifoClient:
             os.mkfifo(path, 0o600)
         except OSError as exc:
             # the reply FIFO is what a unixd reply socket is to the other transports
-            err = os_error(BindError, "cannot create the reply FIFO", path, exc)
+            err = transport_error(FIFO_CREATE, path, exc)
             assert isinstance(err, BindError)
             err.path = path
             raise err from None
@@ -208,7 +236,7 @@ class FifoClient:
         except OSError as exc:
             if isinstance(exc, TransportError):
                 raise
-            raise os_error(ReceiveError, "reading the reply FIFO", path, exc) from None
+            raise transport_error(FIFO_READ, path, exc, self.timeout) from None
         finally:
             if rfd >= 0:
                 os.close(rfd)
@@ -222,7 +250,7 @@ class FifoClient:
         except OSError as exc:
             if exc.errno == errno.ENXIO:
                 raise ConnectError(errno.ENXIO, f"no server is reading the FIFO {target}") from None
-            raise os_error(ConnectError, "cannot open the FIFO", target, exc) from None
+            raise transport_error(FIFO_OPEN, target, exc) from None
         try:
             if not stat.S_ISFIFO(os.fstat(wfd).st_mode):
                 raise ConnectError(errno.EINVAL, f"{target} is not a FIFO")
@@ -240,7 +268,7 @@ class FifoClient:
                             errno.EPIPE, f"cannot send to {target}: the server stopped reading"
                         ) from None
                     except OSError as exc:
-                        raise os_error(SendError, "cannot write to", target, exc) from None
+                        raise transport_error(FIFO_WRITE, target, exc, self.timeout) from None
                     remaining = self._remaining(deadline)
                     if remaining == 0 or not sel.select(remaining):
                         raise self._timed_out("writing to")

@@ -38,29 +38,27 @@ import os
 import select
 import time
 
-from .._codec import MsgType, encode_header, str_record
-from .._errors import BinrpcError, LocalProtocolError, RemoteProtocolError, TransportError
-from ._core import DATAGRAM_REPLY_DEADLINE, Reply, build_request, check_seconds, next_cookie
-from ._errors import (
-    RECEIVE,
-    SEND,
-    CookieMismatch,
-    ReplyLost,
-    UnexpectedPacket,
-    closed_error,
-    timeout_error,
-    transport_error,
-)
+from .._errors import BinrpcError, LocalProtocolError, TransportError
+from ._core import DATAGRAM_REPLY_DEADLINE, Reply, check_seconds
+from ._errors import RECEIVE, SEND, closed_error, timeout_error, transport_error
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from typing import Final
+    from typing import Final, Protocol
 
     from .._values import Value
-    from ._sync import Client
+    from ._link import Link
+    from ._protocol import ClientConnection
 
-__all__ = ["DATAGRAM_REPLY_DEADLINE", "DEFAULT_WINDOW", "Pipeline"]
+    class Client(Protocol):
+        """What a pipeline takes from a ``Client`` (structurally: no import of ``_sync``)."""
+
+        connection: ClientConnection
+        link: Link
+
+
+__all__ = ["DATAGRAM_REPLY_DEADLINE", "DEFAULT_WINDOW", "Pipeline", "open_pipeline"]
 
 DEFAULT_WINDOW: Final = 64
 """Requests in flight at most (``Client.pipeline``'s default)."""
@@ -84,10 +82,6 @@ _UNIXD_WINDOW: Final = 4
 _BATCH_BYTES: Final = 64 * 1024
 """Requests joined into one ``send`` at most (at least one request)."""
 
-_HEADER_1_4: Final = 0xA103 << 40
-"""A request header with one length byte and four cookie bytes, as an int (encode_header's
-bytes for those widths): | length << 32 | cookie, then to_bytes(7)."""
-
 _POLLIN: Final = select.POLLIN
 _POLLOUT: Final = select.POLLOUT
 _RETRY_SEND: Final = (errno.EPIPE, errno.ECONNRESET)
@@ -106,29 +100,58 @@ class _Slot:
         self.start = 0  # offset of the packet in the stream batch being sent
 
 
+def open_pipeline(
+    client: Client,
+    requests: Iterable[tuple[str, Sequence[Value]]],
+    window: int = DEFAULT_WINDOW,
+    on_wait: Callable[[], object] | None = None,
+    datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
+) -> Pipeline:
+    """The :class:`Pipeline` of ``requests`` on ``client``'s connection and socket (what
+    ``Client.pipeline`` iterates; ``binrpc --batch`` takes its results in chunks)."""
+    return Pipeline(
+        client.connection,
+        client.link,
+        requests,
+        window=window,
+        on_wait=on_wait,
+        datagram_deadline=datagram_deadline,
+    )
+
+
 class Pipeline:
-    """The state of one ``Client.pipeline()`` run; iterate :meth:`results`."""
+    """The state of one pipelined run over ``conn`` (the sans-I/O connection: cookies,
+    encoding, reply matching, the failure rule) and ``link`` (its socket, reopened when it
+    fails); iterate :meth:`results` or :meth:`chunks`.
+
+    Raises:
+        ValueError: ``window`` < 1; TypeError, ValueError: a bad ``datagram_deadline``.
+    """
 
     def __init__(
         self,
-        client: Client,
+        conn: ClientConnection,
+        link: Link,
         requests: Iterable[tuple[str, Sequence[Value]]],
-        window: int,
+        *,
+        window: int = DEFAULT_WINDOW,
         on_wait: Callable[[], object] | None = None,
         datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
-        self.client = client
+        self.conn = conn
+        self.link = link
         self.on_wait = on_wait
         self.requests = iter(requests)
         self.exhausted = False
         self.window = window
-        self.stream = client.address.is_stream
-        if client.address.proto == "unixd":
+        address = link.config.address
+        self.stream = address.is_stream
+        if address.proto == "unixd":
             self.window = min(window, _UNIXD_WINDOW)
-        self.address = str(client.address)
-        self.read_timeout = client.timeouts.read
+        self.address = str(address)
+        self.read_timeout = link.config.timeouts.read
         if not self.stream and self.read_timeout is None:
             # a lost datagram must not make the pipeline wait forever
             self.read_timeout = check_seconds(datagram_deadline, "datagram_deadline")
@@ -149,7 +172,6 @@ class Pipeline:
         self.poller: select.poll | None = None
         self.polled: object = None  # the socket registered with the poller
         self.poll_mask = 0
-        self.bodies: dict[str, bytes] = {}  # method -> body of a call without parameters
 
     # -- the loop --------------------------------------------------------------------------
     def results(self) -> Iterator[Reply | BinrpcError]:
@@ -159,14 +181,13 @@ class Pipeline:
 
     def chunks(self) -> Iterator[list[Reply | BinrpcError]]:
         """The results in order, in lists of those ready at once (less overhead per result)."""
-        client = self.client
+        link = self.link
         slots = self.slots
         try:
-            sock = client._sock
             if not self.stream:
-                client._assembler.reset()  # like each call: drop a partial stray datagram
-            elif sock is not None and client._used and client._stream_is_dead(sock):
-                client.close()
+                self.conn.discard_buffered()  # like each call: drop a partial stray datagram
+            else:
+                link.stale()  # a reused stream the server closed: a new one
             while True:
                 self._refill()
                 if self.sending or self.next_send < len(slots):
@@ -186,7 +207,7 @@ class Pipeline:
                 if self.draining and not self.inflight:
                     # every reply came before the close: the connection is dead all the same
                     self.draining = False
-                    client.close()
+                    link.close()
                 if self.head == len(slots):
                     if self.exhausted:
                         return
@@ -197,10 +218,10 @@ class Pipeline:
             if self.inflight or self.sending:
                 # abandoned half-way (the caller stopped, an exception): unread replies
                 if self.stream:
-                    client.close()
+                    link.close()
                 else:
                     for cookie in self.inflight:
-                        client._assembler.abandon(cookie)
+                        self.conn.abandon(cookie)
                 self.inflight.clear()
                 self.sending = False
                 self.out = None
@@ -222,53 +243,35 @@ class Pipeline:
             return
         slots = self.slots
         limit = self._limit()
-        client = self.client
         requests = self.requests
-        bodies = self.bodies
-        cookie = client._cookie
-        if cookie is None:
-            cookie = next_cookie()
+        new_cookie = self.conn.new_cookie
+        encode = self.conn.encode
         inflight = self.inflight
-        try:
-            # the window counts what is in flight or waiting to be sent (results received
-            # behind a slow one do not count, up to another window's worth)
-            while (
-                len(slots) - self.next_send + len(inflight) < limit
-                and len(slots) - self.head < 2 * limit
-            ):
-                try:
-                    method, params = next(requests)
-                except StopIteration:
-                    self.exhausted = True
-                    return
-                cookie = (cookie + 1) & 0xFFFFFFFF
-                try:
-                    if params or type(method) is not str or not isinstance(params, list | tuple):
-                        packet = build_request(method, params, cookie)  # TypeError if wrong
-                    else:  # the body of a call without parameters is made once per method
-                        body = bodies.get(method)
-                        if body is None:
-                            body = str_record(method)
-                            if len(bodies) < 256:
-                                bodies[method] = body
-                        n = len(body)
-                        if n < 256 and cookie >= 0x1000000:  # 1 length byte, 4 cookie bytes
-                            packet = (_HEADER_1_4 | n << 32 | cookie).to_bytes(7, "big") + body
-                        else:
-                            packet = encode_header(MsgType.REQUEST, n, cookie) + body
-                except LocalProtocolError as exc:
-                    slots.append(_Slot(cookie, b"", exc))
-                else:
-                    slots.append(_Slot(cookie, packet, None))
-        finally:
-            client._cookie = cookie
+        # the window counts what is in flight or waiting to be sent (results received
+        # behind a slow one do not count, up to another window's worth)
+        while (
+            len(slots) - self.next_send + len(inflight) < limit
+            and len(slots) - self.head < 2 * limit
+        ):
+            try:
+                method, params = next(requests)
+            except StopIteration:
+                self.exhausted = True
+                return
+            cookie = new_cookie()
+            try:
+                packet = encode(method, params, cookie)  # TypeError if wrong
+            except LocalProtocolError as exc:
+                slots.append(_Slot(cookie, b"", exc))
+            else:
+                slots.append(_Slot(cookie, packet, None))
 
     # -- sending ---------------------------------------------------------------------------
     def _send(self) -> None:
         if not self.sending and not self._start_batch():
             return
-        client = self.client
-        sock = client._sock
+        link = self.link
+        sock = link.sock
         assert sock is not None
         if self.stream:
             out = self.out
@@ -304,7 +307,7 @@ class Pipeline:
                 i += 1
             self.out_pos = i
             done = i == len(batch)
-        client._used = True
+        link.used = True
         timeout = self.read_timeout
         if done:
             if timeout is not None and self.stream:
@@ -332,19 +335,18 @@ class Pipeline:
             # refill by halves: a few big sends rather than one per reply received
             return False
         room = limit - busy
-        client = self.client
+        link = self.link
         self.fresh = False
-        if client._sock is None:
+        sock = link.sock
+        if sock is None:
             try:
-                client.connect()
+                sock = link.open()
             except TransportError as exc:
                 # like a one-at-a-time call: this request fails, the next one tries again
                 slots[self.next_send].result = exc
                 self.next_send += 1
                 return False
             self.fresh = True
-        sock = client._sock
-        assert sock is not None
         sock.settimeout(0.0)
         if not self.stream and sock is not self.sized:
             self._fit_window(sock)
@@ -354,6 +356,7 @@ class Pipeline:
         batch: list[_Slot] = []
         packets: list[bytes] = []
         inflight = self.inflight
+        sent = self.conn.sent
         size = 0
         i = self.next_send
         stop = min(len(slots), i + room)
@@ -368,6 +371,7 @@ class Pipeline:
                 batch.append(slot)
                 packets.append(packet)
                 inflight[slot.cookie] = slot
+                sent(slot.cookie)
             else:
                 stop = min(len(slots), stop + 1)  # not sent: does not count
             i += 1
@@ -383,8 +387,10 @@ class Pipeline:
         """Slots of the batch being sent of which no byte left: back to "not sent"."""
         if not slots:
             return
+        forget = self.conn.forget
         for slot in slots:
             self.inflight.pop(slot.cookie, None)
+            forget(slot.cookie)
         self.next_send = self.slots.index(slots[0], self.head)
 
     def _end_batch(self, *, fail_current: bool) -> _Slot | None:
@@ -411,7 +417,6 @@ class Pipeline:
         return current if touched or fail_current else None
 
     def _send_failed(self, exc: OSError) -> None:
-        client = self.client
         err = transport_error(SEND, self.address, exc, self.read_timeout)
         batch = self.out_slots
         if self.stream and self.out_pos == 0 and len(self.inflight) == len(batch):
@@ -420,7 +425,7 @@ class Pipeline:
             if exc.errno in _RETRY_SEND and not self.fresh:
                 # the server closed a connection we had used before: reconnect, send again
                 self._end_batch(fail_current=False)
-                client.close()
+                self.link.close()
                 return
             current = self._end_batch(fail_current=True)
             assert current is not None
@@ -430,6 +435,7 @@ class Pipeline:
             # one datagram too big for the socket: it fails alone, the next ones can go
             current = batch[self.out_pos]
             self.inflight.pop(current.cookie, None)
+            self.conn.forget(current.cookie)
             current.result = err
             self.out_slots = batch = batch[self.out_pos + 1 :]
             self.out_pos = 0
@@ -454,14 +460,14 @@ class Pipeline:
         current = self._end_batch(fail_current=False)
         if current is not None:
             self.inflight.pop(current.cookie, None)
+            self.conn.abandon(current.cookie)
             current.result = transport_error(SEND, self.address, exc, self.read_timeout)
 
     # -- receiving -------------------------------------------------------------------------
     def _wait(self) -> None:
         """Wait until the socket is readable (then read once) or writable while a batch is
         half sent, or until the oldest request's deadline (then fail what timed out)."""
-        client = self.client
-        sock = client._sock
+        sock = self.link.sock
         assert sock is not None
         mask = _POLLIN | _POLLOUT if self.sending else _POLLIN
         poller = self.poller
@@ -510,37 +516,36 @@ class Pipeline:
         if self.stream:
             self._broken(err, close=True)  # the stream's position is unknown now
             return
-        assembler = self.client._assembler
+        conn = self.conn
         for cookie, slot in list(self.inflight.items()):
             if slot.deadline is None or slot.deadline > now:
                 break
             del self.inflight[cookie]
-            assembler.abandon(cookie)
+            conn.abandon(cookie)
             slot.result = err
-        assembler.reset()  # a reply half received is lost with its request
+        conn.discard_buffered()  # a reply half received is lost with its request
 
     def _read(self) -> None:
-        client = self.client
-        sock = client._sock
+        sock = self.link.sock
         assert sock is not None
-        assembler = client._assembler
+        conn = self.conn
         error: BinrpcError | None = None
         cause: OSError | None = None
         try:
             if self.stream:
-                buf = assembler.buffer()
+                buf = conn.buffer()
                 n = sock.recv_into(buf)
-                del buf  # see ReplyReader.buffer
+                del buf  # see ClientConnection.buffer
                 if n == 0:
-                    error = closed_error(self.address, assembler.buffered)
+                    error = closed_error(self.address, conn.buffered)
                     cause = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
                 else:
-                    assembler.advance(n)
+                    conn.advance(n)
             else:
-                dgram = client._buf
+                dgram = self.link.dgram
                 for _ in range(self.window * 4):
                     n = sock.recv_into(dgram)
-                    assembler.feed(memoryview(dgram)[:n])
+                    conn.receive_data(memoryview(dgram)[:n])
         except BlockingIOError:
             pass
         except OSError as exc:
@@ -548,26 +553,16 @@ class Pipeline:
             cause = exc
         inflight = self.inflight
         largest = self.largest
-        for mtype, cookie, body in assembler.take_packets():
-            slot = inflight.pop(cookie, None) if mtype != MsgType.REQUEST else None
-            if slot is None:
-                if mtype != MsgType.REQUEST and assembler.dropped(cookie):
-                    continue  # the late reply to a request that timed out (datagrams)
-                if mtype == MsgType.REQUEST:
-                    bad: RemoteProtocolError = UnexpectedPacket(mtype)
-                else:
-                    bad = CookieMismatch(next(iter(inflight), -1), cookie)
-                self.largest = largest
-                self._broken(bad, close=True)
-                return
-            slot.result = Reply(mtype, cookie, body)
-            size = len(body) + 10 + _REPLY_OVERHEAD
+        for reply in conn.replies():
+            slot = inflight.pop(reply.cookie, None)
+            if slot is None:  # pragma: no cover - the connection's in-flight set is ours
+                continue
+            slot.result = reply
+            size = len(reply.body) + 10 + _REPLY_OVERHEAD
             largest = max(largest, size)
         self.largest = largest
-        try:
-            assembler.next_reply()  # raises what stopped the reader, if anything
-        except RemoteProtocolError as exc:
-            self._broken(exc, close=True)
+        if conn.error is not None:
+            self._broken(conn.error, close=True)
             return
         if error is not None:
             if self.sending and self.stream and cause is not None:
@@ -575,23 +570,20 @@ class Pipeline:
             self._broken(error, close=self.stream)
 
     def _broken(self, exc: BinrpcError, *, close: bool) -> None:
-        """The connection failed: every request in flight gets its error (see the module
-        docstring); ``close`` it (else, a datagram socket: drop what is half received)."""
-        client = self.client
+        """The connection failed: every request in flight gets its error
+        (:meth:`ClientConnection.fail`); ``close`` it (else, a datagram socket: drop what is
+        half received)."""
         if self.sending:
             # a read failed while a batch is half sent: its untouched part goes later
             self._end_batch(fail_current=False)
-        lost = list(self.inflight.values())
-        self.inflight.clear()
-        assembler = client._assembler
-        for k, slot in enumerate(lost):
-            assembler.abandon(slot.cookie)
-            if k == 0 or isinstance(exc, TransportError):
-                slot.result = exc
-            else:
-                slot.result = ReplyLost(self.address, exc)
+        inflight = self.inflight
+        for cookie, err in self.conn.fail(exc):
+            slot = inflight.pop(cookie, None)
+            if slot is not None:
+                slot.result = err
+        inflight.clear()
         self.draining = False
         if close:
-            client.close()
+            self.link.close()
         else:
-            assembler.reset()
+            self.conn.discard_buffered()

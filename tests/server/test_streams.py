@@ -204,7 +204,7 @@ def test_an_async_handler_that_replied_holds_nothing_back(endpoints: Endpoints) 
 # large values: not copied into the reply, same bytes on the wire
 
 
-def _big_limits() -> dict[str, int]:
+def _big_limits() -> dict[str, Any]:
     return {"binrpc_max_body_size": 4096, "binrpc_struct_max_body_size": 4096}
 
 

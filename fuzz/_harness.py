@@ -166,7 +166,7 @@ INSTRUMENTED = ("binrpc", "fuzz", "tomllib")
 
 def _instrument(atheris: Any) -> None:
     try:
-        from atheris.instrument_bytecode import _is_instrumentable  # type: ignore[import-not-found]
+        from atheris.instrument_bytecode import _is_instrumentable  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:  # another atheris version: instrument everything
         atheris.instrument_all()
         return
@@ -186,16 +186,16 @@ def _run_atheris(
     name: str,
     flags: list[str],
 ) -> None:
-    import atheris  # type: ignore[import-not-found]
+    import atheris  # type: ignore[import-not-found, import-untyped, unused-ignore]
 
     corpus = tempfile.mkdtemp(prefix=f"binrpc-fuzz-{name}-", dir="/tmp")
     for i, seed in enumerate(seeds):
         with open(os.path.join(corpus, f"seed-{i}"), "wb") as fh:
             fh.write(seed)
     dict_path = os.path.join(corpus, "tokens.dict")
-    with open(dict_path, "w") as fh:
+    with open(dict_path, "w") as text:
         for token in tokens:
-            fh.write('"' + "".join(f"\\x{b:02x}" for b in token) + '"\n')
+            text.write('"' + "".join(f"\\x{b:02x}" for b in token) + '"\n')
     defaults = {"-timeout": "10", "-rss_limit_mb": "2048", "-dict": dict_path}
     for flag, value in defaults.items():
         if not any(f.startswith(flag + "=") for f in flags):

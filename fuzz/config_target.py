@@ -36,7 +36,7 @@ from pathlib import Path
 
 from binrpc import AddressError, parse_address
 from binrpc.cli.daemon import ConfigError, build_parser, options_from
-from binrpc.server import ListenerError, ServerOptions
+from binrpc.server import Listen, ListenerError, ServerOptions
 from binrpc.server._sockets import resolve_ids
 
 _PARSER = build_parser()
@@ -53,7 +53,7 @@ def _scratch() -> tuple[str, str]:
     return _SCRATCH["config"], _SCRATCH["target"]
 
 
-def load(data: bytes) -> tuple[list[str], ServerOptions, list[str]]:
+def load(data: bytes) -> tuple[list[str | Listen], ServerOptions, list[str]]:
     """The real options_from on ``data`` written as the config file."""
     config, _ = _scratch()
     with open(config, "wb") as fh:
@@ -61,12 +61,12 @@ def load(data: bytes) -> tuple[list[str], ServerOptions, list[str]]:
     return options_from(_PARSER.parse_args(["--config", config]))
 
 
-def start_up(addresses: list[str], options: ServerOptions) -> None:
+def start_up(addresses: list[str | Listen], options: ServerOptions) -> None:
     """What the server does with the values before it opens a socket."""
-    for text in addresses:
-        parse_address(text, "binrpc")
-    for text in options.fifo:
-        parse_address(text, "fifo")
+    for item in addresses:
+        parse_address(item if isinstance(item, str) else item.address, "binrpc")
+    for item in options.fifo:
+        parse_address(item if isinstance(item, str) else item.address, "fifo")
     uid, gid = resolve_ids(options.user, options.group)
     _, target = _scratch()
     if options.mode:

@@ -91,7 +91,7 @@ def _check(
         return kind == MsgType.FAULT and values == [expected.code, expected.message]
     if isinstance(expected, str):  # a constant: the first answer defines it
         got = (kind, values)
-        return constants.setdefault(expected, got) == got
+        return bool(constants.setdefault(expected, got) == got)
     return kind == MsgType.REPLY and values == expected
 
 
@@ -245,7 +245,7 @@ def start_binrpcd(
 
 
 def _free_ports() -> tuple[int, int]:
-    ports = []
+    ports: list[int] = []
     held = []
     while len(ports) < 2:
         t = socket.socket()

@@ -60,7 +60,10 @@ def make_pki(d: str) -> Pki:
     _leaf(d, "client", "ops", "ca", "clientAuth")
     _leaf(d, "intruder", "intruder", "ca", "clientAuth")
     _leaf(d, "foreign", "ops", "otherca", "clientAuth")
-    j = lambda n: os.path.join(d, n)  # noqa: E731
+
+    def j(name: str) -> str:
+        return os.path.join(d, name)
+
     return Pki(d, j("ca.pem"), j("otherca.pem"), j("server.pem"), j("server.key"),
                j("client.pem"), j("client.key"), j("intruder.pem"), j("intruder.key"),
                j("foreign.pem"), j("foreign.key"))  # fmt: skip

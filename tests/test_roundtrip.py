@@ -71,11 +71,11 @@ def test_fuzz_mutated_valid_bodies(vals: list[Value], data: st.DataObject) -> No
 
 
 def _both_ways(data: bytes, strict: bool) -> tuple[object, object]:
-    results = []
+    results: list[object] = []
     for fast in (True, False):
         reader = BodyReader(data, strict=strict)
         try:
-            out = []
+            out: list[Value] = []
             while not reader.at_end():
                 out.append(reader.read_value() if fast else reader._read_value_tokens())
             results.append(out)

@@ -35,7 +35,7 @@ def typed(t: dict[str, Any]) -> Value:
 
 def split_packets(data: bytes) -> list[tuple[bytes, bytes | None]]:
     """(header+body, None) per whole packet; the rest as (rest, None) with an error marker."""
-    out = []
+    out: list[tuple[bytes, bytes | None]] = []
     while data:
         header = parse_header(data)
         assert header is not None, "incomplete capture"

@@ -41,18 +41,18 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "MAGIC_VERSION",
     "MAX_HEADER_SIZE",
+    "TOK_ARRAY_END",
+    "TOK_ARRAY_START",
+    "TOK_STRUCT_END",
+    "TOK_STRUCT_START",
+    "TOK_VALUE",
     "T_ARRAY",
-    "T_ARRAY_END",
-    "T_ARRAY_START",
     "T_AVP",
     "T_BYTES",
     "T_DOUBLE",
     "T_INT",
     "T_STR",
     "T_STRUCT",
-    "T_STRUCT_END",
-    "T_STRUCT_START",
-    "T_VALUE",
     "BodyReader",
     "Header",
     "MsgType",
@@ -95,12 +95,20 @@ T_ARRAY: Final = 4
 T_AVP: Final = 5
 T_BYTES: Final = 6
 
-# token kinds produced by BodyReader.next_token()
-T_VALUE: Final = 0
-T_STRUCT_START: Final = 1
-T_STRUCT_END: Final = 2
-T_ARRAY_START: Final = 3
-T_ARRAY_END: Final = 4
+# token kinds produced by BodyReader.next_token(): a prefix of their own, since their numbers
+# overlap the record types' (TOK_VALUE == T_INT == 0)
+TOK_VALUE: Final = 0
+TOK_STRUCT_START: Final = 1
+TOK_STRUCT_END: Final = 2
+TOK_ARRAY_START: Final = 3
+TOK_ARRAY_END: Final = 4
+
+# old names, removed at the merge
+T_VALUE: Final = TOK_VALUE
+T_STRUCT_START: Final = TOK_STRUCT_START
+T_STRUCT_END: Final = TOK_STRUCT_END
+T_ARRAY_START: Final = TOK_ARRAY_START
+T_ARRAY_END: Final = TOK_ARRAY_END
 
 _U32: Final = 1 << 32
 _U64: Final = 1 << 64
@@ -574,8 +582,8 @@ class BodyReader:
     def next_token(self) -> tuple[int, str | None, object]:
         """Read the next record as a token ``(kind, member name or None, value)``.
 
-        ``kind`` is T_VALUE (value is the scalar), T_STRUCT_START, T_STRUCT_END,
-        T_ARRAY_START or T_ARRAY_END (value None). Nesting rules are those of the spec's
+        ``kind`` is TOK_VALUE (value is the scalar), TOK_STRUCT_START, TOK_STRUCT_END,
+        TOK_ARRAY_START or TOK_ARRAY_END (value None). Nesting rules are those of the spec's
         table 2.5; containers must close in order.
 
         Raises:
@@ -599,7 +607,7 @@ class BodyReader:
             elif rtype == T_STRUCT and value is _END:
                 stack.pop()
                 self.pos = nxt
-                return T_STRUCT_END, None, None
+                return TOK_STRUCT_END, None, None
             elif self.strict:
                 raise DecodeError(E_BAD_RECORD, "unnamed value inside a struct")
             elif not (rtype in _SCALARS or (rtype in (T_STRUCT, T_ARRAY) and value is _START)):
@@ -610,7 +618,7 @@ class BodyReader:
             if rtype == T_ARRAY and top == T_ARRAY:
                 stack.pop()
                 self.pos = nxt
-                return T_ARRAY_END, None, None
+                return TOK_ARRAY_END, None, None
             raise DecodeError(E_BAD_RECORD, "end marker without an open container")
         elif rtype not in _SCALARS and value is not _START:
             raise DecodeError(E_TYPE, f"unknown record type {rtype}")
@@ -619,9 +627,9 @@ class BodyReader:
                 raise DecodeError(E_BAD_RECORD, f"nesting deeper than {self.max_depth}")
             stack.append(rtype)
             self.pos = nxt
-            return (T_STRUCT_START if rtype == T_STRUCT else T_ARRAY_START), name, None
+            return (TOK_STRUCT_START if rtype == T_STRUCT else TOK_ARRAY_START), name, None
         self.pos = nxt
-        return T_VALUE, name, value
+        return TOK_VALUE, name, value
 
     def tokens(self) -> Iterator[tuple[int, str | None, object]]:
         """Every remaining token, until the end of the body."""
@@ -648,22 +656,22 @@ class BodyReader:
         depth0 = len(self._stack)
         try:
             kind, _, value = self.next_token()
-            if kind == T_VALUE:
+            if kind == TOK_VALUE:
                 return value  # type: ignore[return-value]
-            if kind != T_STRUCT_START and kind != T_ARRAY_START:
+            if kind != TOK_STRUCT_START and kind != TOK_ARRAY_START:
                 raise DecodeError(E_BAD_RECORD, "unexpected end marker")
-            root: Struct | list[Value] = Struct() if kind == T_STRUCT_START else []
+            root: Struct | list[Value] = Struct() if kind == TOK_STRUCT_START else []
             containers: list[Struct | list[Value]] = [root]
             while containers:
                 kind, name, value = self.next_token()
                 parent = containers[-1]
-                if kind == T_STRUCT_END or kind == T_ARRAY_END:
+                if kind == TOK_STRUCT_END or kind == TOK_ARRAY_END:
                     containers.pop()
                     continue
-                if kind == T_STRUCT_START:
+                if kind == TOK_STRUCT_START:
                     value = Struct()
                     containers.append(value)
-                elif kind == T_ARRAY_START:
+                elif kind == TOK_ARRAY_START:
                     value = []
                     containers.append(value)
                 if isinstance(parent, Struct):

@@ -15,6 +15,8 @@
      │    ├── ConnectionClosed             the peer closed the connection mid-exchange
      │    └── TransportTimeout             a connect/read/write timeout expired
      │                                     (also the builtin TimeoutError)
+     ├── ListenerError (also OSError)      the server could not create a listener (a bad
+     │                                     or busy address, a foreign file at the path ...)
      └── Fault                             the server answered with a fault (code, message)
 
 Decoders raise only :class:`RemoteProtocolError` subclasses on any input: never
@@ -38,6 +40,7 @@ __all__ = [
     "ConnectionClosed",
     "DecodeError",
     "Fault",
+    "ListenerError",
     "LocalProtocolError",
     "PacketTooLarge",
     "ProtocolError",
@@ -144,6 +147,13 @@ class ConnectionClosed(TransportError):
 
 class TransportTimeout(TransportError, TimeoutError):
     """A connect, read or write timeout expired."""
+
+
+class ListenerError(BinrpcError, OSError):
+    """A listener could not be created; the message names the address.
+
+    Raised by the server when it starts (``binrpc.server`` re-exports it).
+    """
 
 
 class Fault(BinrpcError):

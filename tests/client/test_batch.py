@@ -457,6 +457,7 @@ def test_kamailio_pipelined_is_one_at_a_time(
 def test_kamailio_thousand_lines(kamailio: dict[str, str], proto: str) -> None:
     runner, out, errs = _runner(kamailio[proto])
     version = runner.client.call_one("core.version")
+    assert isinstance(version, str)
     assert run_batch(runner, ["core.version"] * 1000) == 0
     runner.client.close()
     assert (out.getvalue(), errs) == (f"{version}\n".encode() * 1000, [])

@@ -57,7 +57,7 @@ def test_request_returns_raw_reply_and_faults() -> None:
 def _handler_with(special: dict[str, Any]):  # type: ignore[no-untyped-def]
     def handler(method: str, params: list[Any], cookie: int) -> list[Any]:
         if method in special:
-            return special[method](params, cookie)
+            return special[method](params, cookie)  # type: ignore[no-any-return]
         return [reply(params, cookie)]
 
     return handler
@@ -98,11 +98,10 @@ def test_read_timeout_fires(proto: str) -> None:
         Client(srv.address, timeout=Timeouts(connect=2, read=0.2)) as c,
     ):
         if True:
-            t0 = time.monotonic()
+            # raised at all: the timeout fired before the reply (sent after 1 s) came
             with pytest.raises(TransportTimeout, match=r"timed out after 0\.2 s") as info:
                 c.call("late")
             assert isinstance(info.value, TimeoutError)
-            assert time.monotonic() - t0 < 0.9
             assert srv.address.split(":", 1)[1] in str(info.value)
             # the client is usable afterwards; a late reply to the abandoned call is dropped
             time.sleep(1.0)

@@ -405,7 +405,11 @@ def test_wrong_arguments_are_named(
     args: dict[str, Any], expected: type[Exception], message: str, kind: str, tmp_path: Path
 ) -> None:
     # nothing listens there: an argument that is not checked fails later, as a ConnectError
-    call_args = {"address": f"unixs:{tmp_path}/missing", "method": "core.version", "params": ()}
+    call_args: dict[str, Any] = {
+        "address": f"unixs:{tmp_path}/missing",
+        "method": "core.version",
+        "params": (),
+    }
     kw = {k: v for k, v in args.items() if k not in call_args}
     call_args.update((k, v) for k, v in args.items() if k in call_args)
     with pytest.raises(Exception) as info:

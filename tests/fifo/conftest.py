@@ -244,7 +244,7 @@ class Peer:
                 sock.bind(bound)
             try:
                 sock.settimeout(timeout)
-                sock.sendto(request, target)
+                sock.sendto(request, target)  # type: ignore[call-overload]
                 try:
                     return sock.recv(1 << 17)
                 except TimeoutError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from binrpc.rpcs.core import NAME
 from .conftest import TRANSPORTS, FifoServer, reply_name
 
 
-def client(server: FifoServer, transport: str, **kw: float) -> FifoClient:
+def client(server: FifoServer, transport: str, **kw: Any) -> FifoClient:
     return FifoClient(server.addresses[transport], reply_dir=server.workdir, **kw)
 
 

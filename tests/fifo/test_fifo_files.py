@@ -260,7 +260,7 @@ class Daemon:
 
     def wait_ready(self, n: int) -> list[str]:
         assert self.proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         deadline = time.monotonic() + 10
         while len(lines) < n:
             assert time.monotonic() < deadline

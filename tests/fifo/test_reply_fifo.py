@@ -7,6 +7,7 @@ answer within 2 s while the bad one is being dealt with.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+
+from binrpc.server import _fifo_listener as fifo_listener
 
 from .conftest import FifoServer, make_reply_fifo, read_fifo_to_eof, reply_name, write_fifo
 
@@ -109,15 +112,43 @@ def test_a_directory_is_refused(fifo_server: FifoServer) -> None:
     assert other_client_latency(fifo_server) < 2.0
 
 
-def test_reader_that_never_opens(fifo_server: FifoServer) -> None:
-    # the server retries for ~320 ms (4 x 80 ms), without blocking anybody meanwhile
+class _Logged(logging.Handler):
+    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str, event: threading.Event) -> None:
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_reader_that_never_opens(fifo_server: FifoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the server retries (4 x 80 ms) without blocking anybody meanwhile: with endless retries,
+    # another client is answered while they go on, and a late reader still gets its reply
     name = reply_name()
     path = os.path.join(fifo_server.workdir, name)
     os.mkfifo(path, 0o600)
+    monkeypatch.setattr(fifo_listener, "REPLY_OPEN_RETRIES", 1 << 30)
     send_with_reply_to(fifo_server, name)
-    assert other_client_latency(fifo_server) < 0.3
-    time.sleep(0.6)
-    # given up: a reader opening now gets nothing
+    other_client_latency(fifo_server)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        late = read_fifo_to_eof(fd, 10.0)
+        assert late is not None and late.startswith(b"200 OK\n"), late
+    finally:
+        os.close(fd)
+    # with the real number of retries: given up (logged); a reader opening then gets nothing
+    monkeypatch.undo()
+    given_up = threading.Event()
+    handler = _Logged(f"reply FIFO {path} has no reader", given_up)
+    logging.getLogger("binrpc.server").addHandler(handler)
+    try:
+        send_with_reply_to(fifo_server, name)
+        assert given_up.wait(10)
+    finally:
+        logging.getLogger("binrpc.server").removeHandler(handler)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         assert read_fifo_to_eof(fd, 0.3) is None

@@ -70,7 +70,9 @@ def with_fd_limit(limit: int, argv: list[str]) -> list[str]:
 
 
 @pytest.fixture(params=LOOPS)
-def starved_daemon(request: pytest.FixtureRequest, workdir: str) -> Iterator[tuple[str, object]]:
+def starved_daemon(
+    request: pytest.FixtureRequest, workdir: str
+) -> Iterator[tuple[str, tuple[subprocess.Popen[bytes], StderrLines]]]:
     loop: str = request.param
     require_loop(loop)
     path = f"{workdir}/ctl.sock"
@@ -94,9 +96,9 @@ def starved_daemon(request: pytest.FixtureRequest, workdir: str) -> Iterator[tup
 
 
 def test_at_the_fd_limit_clients_wait_then_are_served(
-    starved_daemon: tuple[str, object],
+    starved_daemon: tuple[str, tuple[subprocess.Popen[bytes], StderrLines]],
 ) -> None:
-    path, (proc, stderr) = starved_daemon  # type: ignore[misc]
+    path, (proc, stderr) = starved_daemon
     started = time.monotonic()
     sel = selectors.DefaultSelector()
     pending: dict[socket.socket, bytes] = {}
@@ -115,8 +117,8 @@ def test_at_the_fd_limit_clients_wait_then_are_served(
         while pending:
             assert time.monotonic() < deadline, f"{len(pending)} clients never answered"
             for key, _ in sel.select(timeout=1):
+                assert isinstance(key.fileobj, socket.socket)
                 sock = key.fileobj
-                assert isinstance(sock, socket.socket)
                 chunk = sock.recv(4096)  # a reset here: a waiting client was dropped
                 assert chunk, f"client {key.data} closed unanswered"
                 pending[sock] += chunk

@@ -223,7 +223,7 @@ def test_truncated_packets_then_eof(
 ) -> None:
     """Every prefix of a request, then the client half-closes: no reply, no harm."""
     address = endpoints.by_transport(transport)
-    packet = encode_request("core.echo", ["abc", 5, {"k": 1}, [2]], 0x1234)
+    packet = encode_request("core.echo", ["abc", 5, {"k": 1}, [2]], 0x1234)  # type: ignore[list-item]
     for cut in range(len(packet)):
         with connect(address) as s:
             s.sendall(packet[:cut])

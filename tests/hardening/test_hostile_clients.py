@@ -73,6 +73,7 @@ def hostile_registry(release: threading.Event | None = None) -> Registry:
     async def hang() -> str:
         if release is None:
             await asyncio.Event().wait()  # forever
+        assert release is not None
         while not release.is_set():
             await asyncio.sleep(0.01)
         return "released"

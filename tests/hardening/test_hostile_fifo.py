@@ -93,7 +93,7 @@ def dgram_call(address: str, data: bytes, workdir: str, timeout: float = 2.0) ->
         path = None
     try:
         s.settimeout(timeout)
-        s.sendto(data, target)  # type: ignore[arg-type]
+        s.sendto(data, target)  # type: ignore[call-overload]
         try:
             return s.recv(1 << 17)
         except TimeoutError:
@@ -193,8 +193,8 @@ def test_malformed_requests_on_sockets(
             assert reply.startswith(expected), (data[:40], reply[:80])
             assert reply.endswith(b"200 OK\nafter\n"), (data[:40], reply[-80:])
         else:
-            reply = dgram_call(address, data, ep.workdir)
-            assert reply is not None and reply.startswith(expected), (data[:40], reply)
+            answer = dgram_call(address, data, ep.workdir)
+            assert answer is not None and answer.startswith(expected), (data[:40], answer)
     assert_fifo_healthy(ep)
 
 

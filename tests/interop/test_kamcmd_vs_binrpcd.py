@@ -75,7 +75,9 @@ def binrpcd(request: pytest.FixtureRequest) -> Iterator[Binrpcd]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def both(kamailio: object, binrpcd: Binrpcd, transport: str, args: list[str]) -> tuple:
+def both(
+    kamailio: object, binrpcd: Binrpcd, transport: str, args: list[str]
+) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
     ref = run_kamcmd(args, kamailio.binrpc[transport])  # type: ignore[attr-defined]
     ours = run_kamcmd(args, binrpcd.binrpc[transport])
     return ref, ours

@@ -30,7 +30,7 @@ def _values(packet: object) -> list[object]:
     return list(decode_values(packet.body))  # type: ignore[attr-defined]
 
 
-def _call(address: str, method: str, *params: object, workdir: str | None = None) -> object:
+def _call(address: str, method: str, *params: str, workdir: str | None = None) -> object:
     c = RawClient(address, workdir)
     try:
         c.send(encode_request(method, list(params), 7))
@@ -132,7 +132,7 @@ def test_unix_allowed_uid_and_gid(workdir: str, kind: str) -> None:
             result = _as_user(NOBODY, kind[-1], path, req)
             assert result.startswith("reply "), (rule, result)
             packet = parse_packet(bytes.fromhex(result.split()[1]))
-            assert packet is not None and _values(packet)[0].startswith("binrpc")  # type: ignore[union-attr]
+            assert packet is not None and _values(packet)[0].startswith("binrpc")  # type: ignore[attr-defined]
 
 
 # -- client networks ------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_read_only_listener(workdir: str, kind: str, caplog: pytest.LogCaptureFi
     with ServerThread(None, policy, rw) as st:  # type: ignore[arg-type]
         caplog.set_level(logging.WARNING, "binrpc.server")
         version = _call(ro, "core.version", workdir=workdir)
-        assert _values(version)[0].startswith("binrpc")  # type: ignore[union-attr]
+        assert _values(version)[0].startswith("binrpc")  # type: ignore[attr-defined]
         for name in ("core.kill", "ctl.who", "no.such"):
             fault = _call(ro, name, workdir=workdir)
             assert fault is not None and fault.type == MsgType.FAULT  # type: ignore[attr-defined]
@@ -335,7 +335,7 @@ def test_binrpcd_toml_listeners(workdir: str, pki: Pki) -> None:
     d = Daemon("--config", config)
     try:
         assert d.wait_ready(3) == [ro, rw, tls]
-        assert _values(_call(ro, "core.version"))[0].startswith("binrpc")  # type: ignore[union-attr]
+        assert _values(_call(ro, "core.version"))[0].startswith("binrpc")  # type: ignore[attr-defined]
         assert _values(_call(ro, "core.kill")) == [
             403,
             "method core.kill not allowed on this listener",
@@ -369,7 +369,7 @@ def test_binrpcd_flags_apply_where_they_fit(workdir: str) -> None:
     addresses, options, _ = options_from(args)
     unix, tcp = addresses
     assert isinstance(unix, Listen) and isinstance(tcp, Listen)
-    assert unix.policy.allow_uids == {0} and unix.policy.allow_networks is None
+    assert unix.policy.allow_uids == frozenset({0}) and unix.policy.allow_networks is None
     assert tcp.policy.allow_uids is None and tcp.policy.allow_networks is not None
     (fifo,) = options.fifo
     assert isinstance(fifo, Listen) and fifo.fifo and fifo.policy.deny_methods == ("core.kill",)

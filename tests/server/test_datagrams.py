@@ -57,7 +57,7 @@ def _echo_from(sock: socket.socket, target: str, token: str) -> list[object]:
     sock.sendto(encode_request("core.echo", [token], 7), target)
     packet = parse_packet(sock.recv(1 << 16))
     assert packet is not None and (packet.type, packet.cookie) == (MsgType.REPLY, 7)
-    return decode_values(packet.body)
+    return [*decode_values(packet.body)]
 
 
 @pytest.mark.parametrize(

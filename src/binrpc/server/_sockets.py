@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._address import Address
+from .._errors import ListenerError
 
 __all__ = [
     "ListenerError",
@@ -27,10 +28,6 @@ __all__ = [
 
 _UNIX_DGRAM_SNDBUF = 1 << 18
 """Unix datagram replies up to 64 KiB must fit the send buffer in one piece."""
-
-
-class ListenerError(OSError):
-    """A listener could not be created; the message names the address."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,4 +170,4 @@ def test_encoding_refuses_wrong_types() -> None:
     with pytest.raises(TypeError, match="method must be a str"):
         conn.encode(None, [], 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="params must be a list or tuple"):
-        conn.encode("m", "abc", 1)  # type: ignore[arg-type]
+        conn.encode("m", "abc", 1)

@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -488,4 +489,5 @@ def test_every_setting_reads_its_flag_and_its_toml_key(workdir: str, how: str) -
         # and nothing else moved from its default
         from binrpc.server import ServerOptions
 
-        assert options == ServerOptions(**{s.key: expected}), s.key
+        changed: dict[str, Any] = {s.key: expected}
+        assert options == ServerOptions(**changed), s.key

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import _socket
     import ssl
-    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
     _socket_t = _socket.socket
 
@@ -461,7 +461,7 @@ class AsyncClient(Configured):
         *,
         window: int = 64,
         datagram_deadline: float | None = DATAGRAM_REPLY_DEADLINE,
-    ) -> AsyncIterator[Reply | BinrpcError]:
+    ) -> AsyncGenerator[Reply | BinrpcError, None]:
         """``Client.pipeline`` for asyncio: up to ``window`` requests in flight (4 on unix
         datagram sockets), and each one's raw :class:`Reply` or the error that stands for it
         yielded strictly in the order of ``requests`` (the same errors as ``Client.pipeline``:

@@ -200,7 +200,7 @@ class FakeServer:
                             action()
                             continue
                         try:
-                            conn.sendall(action)
+                            self._send_stream(conn, action)
                         except OSError:  # the client is gone: tell who waits for the send
                             for after in actions[k + 1 :]:
                                 if callable(after):
@@ -229,6 +229,17 @@ class FakeServer:
                     action()
                     continue
                 self._send_datagram(action, peer)
+
+    def _send_stream(self, conn: socket.socket, data: bytes) -> None:
+        """Send all of ``data``, waiting while the client is slow to read: the socket's 0.1 s
+        timeout bounds a whole ``sendall`` (a 20 MiB reply to a client on a loaded machine
+        would fail), but must only let the loop notice ``stop``."""
+        view = memoryview(data)
+        while view and not self._stop.is_set():
+            try:
+                view = view[conn.send(view) :]
+            except TimeoutError:
+                continue
 
     def _send_datagram(self, data: bytes, peer: Any) -> None:
         """Send one reply, waiting while the peer's queue is full: a reply this fake server

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "C_SPACE",
+    "INT_MAX",
+    "INT_MIN",
+    "LONG_MAX",
+    "LONG_MIN",
     "auto_int",
     "c_int_of_double",
     "c_long_of_double",
@@ -230,9 +234,12 @@ def _word(text: str, i: int, word: str, wide: bool) -> bool:
         return False
     for k, letter in enumerate(word):
         ch = text[i + k]
-        if ch != letter and ch != letter.upper():
-            if not wide or ch not in _LETTERS_WIDE.get(letter, ""):
-                return False
+        if (
+            ch != letter
+            and ch != letter.upper()
+            and not (wide and ch in _LETTERS_WIDE.get(letter, ""))
+        ):
+            return False
     return True
 
 

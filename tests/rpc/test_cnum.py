@@ -407,8 +407,10 @@ def old_c_strtod(word: str) -> float | None:
 
 # characters where the syntaxes differ
 ALPHABET = st.sampled_from(
-    list("0123456789+-.eEpPxXaAfFiInNtTyY_() \t\n\v\f\r")
-    + ["\u00a0", "\u2003", "\u0663", "\u0661", "\u0130", "\u0131", "\u017f", "\u212a", "\x1c"]
+    [
+        *"0123456789+-.eEpPxXaAfFiInNtTyY_() \t\n\v\f\r",
+        *"\u00a0\u2003\u0663\u0661\u0130\u0131\u017f\u212a\x1c",
+    ]
 )
 TEXT = st.text(ALPHABET, max_size=14)
 

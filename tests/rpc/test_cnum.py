@@ -210,7 +210,7 @@ C_STRTOD = [
     ("\u0131nf", None),
 ]
 
-CASES = [
+CASES: list[tuple[Callable[[str], Any], list[tuple[str, Any]]]] = [
     (strict_int32, STRICT_INT32),
     (strtol_prefix, STRTOL_PREFIX),
     (c_strtol, C_STRTOL),

@@ -70,8 +70,10 @@ def test_call_method_takes_no_timeout() -> None:
     assert list(inspect.signature(call_method).parameters) == ["method", "ctx"]
 
 
-@pytest.mark.parametrize("name", ["t.wait", "t.wait_ctx"])
-async def test_the_coroutine_finishes_the_reply(name: str) -> None:
+async def waiting_call(
+    name: str,
+) -> tuple[BinrpcContext, list[bytes], asyncio.Future[None], asyncio.Event]:
+    """``name`` running as a task, waiting for the returned event."""
     started, release = asyncio.Event(), asyncio.Event()
     reg = handlers(started, release)
     ctx, sent = context(reg, name)
@@ -81,6 +83,12 @@ async def test_the_coroutine_finishes_the_reply(name: str) -> None:
     assert pending is not None and sent == []
     task = asyncio.ensure_future(pending)
     await started.wait()
+    return ctx, sent, task, release
+
+
+@pytest.mark.parametrize("name", ["t.wait", "t.wait_ctx"])
+async def test_the_coroutine_finishes_the_reply(name: str) -> None:
+    _, sent, task, release = await waiting_call(name)
     release.set()
     await task
     assert decoded(sent) == [("reply", ["done"])]
@@ -103,15 +111,7 @@ async def test_a_handlers_own_timeout_error_is_an_internal_error(
 
 @pytest.mark.parametrize("name", ["t.wait", "t.wait_ctx"])
 async def test_cancellation_propagates_and_leaves_the_context_to_the_canceller(name: str) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-    reg = handlers(started, release)
-    ctx, sent = context(reg, name)
-    method = reg.get(name)
-    assert method is not None
-    pending = call_method(method, ctx)
-    assert pending is not None
-    task = asyncio.ensure_future(pending)
-    await started.wait()
+    ctx, sent, task, _ = await waiting_call(name)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

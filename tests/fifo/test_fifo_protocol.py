@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from binrpc._fifo import (
-    FifoContext,
+from binrpc._context import RpcContext
+from binrpc._dispatch import call_method
+from binrpc._fifo_context import FifoContext
+from binrpc._fifo_wire import (
     FifoFramer,
     FifoRequest,
     FifoRequestError,
@@ -17,7 +19,7 @@ from binrpc._fifo import (
     parse_fifo_request,
     unescape,
 )
-from binrpc._rpc import Registry, RpcContext, call_method
+from binrpc._registry import Registry
 from binrpc._values import Struct
 from binrpc.rpcs import builtin_registry
 
@@ -319,7 +321,7 @@ def test_trickled_lines_cost_linear_time() -> None:
 
 
 def test_reply_lines_unescape_with_the_reply_meaning() -> None:
-    from binrpc._fifo import parse_fifo_reply
+    from binrpc._fifo_wire import parse_fifo_reply
 
     reply = parse_fifo_reply(b"200 OK\nnow:Fri Nov 27 10\\o37\\o20 2026,flags:A\\cB\n")
     # in replies \o is ':' and \c is ',' (the reverse of requests)

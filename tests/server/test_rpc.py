@@ -1,4 +1,5 @@
-"""Unit tests for binrpc._rpc: registry, both handler styles, scan/add semantics, limits."""
+"""Unit tests for the RPC layer (_registry, _context, _binrpc_context, _dispatch): registry,
+both handler styles, scan/add semantics, limits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 import pytest
 
 from binrpc import Double, Fault, Struct
-from binrpc._rpc import Registry, RpcContext, RpcLimits, ScanResult
+from binrpc._context import RpcContext, ScanResult
+from binrpc._limits import RpcLimits
+from binrpc._registry import Registry
 from binrpc.rpcs import builtin_registry
 
 from .helpers import decode_reply, one, run

@@ -9,11 +9,15 @@ No I/O here. kamcmd 1.5 converts each word after the method in this order (spec 
    decimal and hexadecimal floats, ``inf``, ``infinity``, ``nan``; values whose x1000 does not fit
    64 bits (and inf/nan) produce the x86 "indefinite" integer -2**63, which we reproduce;
 3. else a string, with one leading ``s:`` removed.
+
+The C parsing itself is :mod:`binrpc._cnum`'s (shared with the server).
 """
 
 from __future__ import annotations
 
 import math
+
+from .._cnum import c_strtod, c_strtol
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -31,89 +35,9 @@ __all__ = [
     "typed_value",
 ]
 
-_C_SPACE: Final = " \t\n\v\f\r"
-_LONG_MIN: Final = -(1 << 63)
-_LONG_MAX: Final = (1 << 63) - 1
-
 GARBAGE_DOUBLE: Final = -9223372036854775.808
 """A float whose x1000 truncation is exactly -2**63: what kamcmd puts on the wire for inf, nan
 and out-of-range doubles (x86 ``cvttsd2si`` returns 0x8000000000000000)."""
-
-# strtod's syntax is parsed by hand below rather than with regular expressions: importing re
-# costs milliseconds of a one-shot call's start-up. Only ASCII counts, as in C's "C" locale.
-_DEC_DIGITS: Final = "0123456789"
-_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
-_NAN_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
-
-
-def _all_of(text: str, chars: str) -> bool:
-    """``text`` is one or more characters of ``chars``."""
-    return text != "" and not text.strip(chars)
-
-
-def _split_sign(text: str) -> tuple[str, str]:
-    """``[+-]?`` then the rest."""
-    if text[:1] in ("+", "-"):
-        return text[0], text[1:]
-    return "", text
-
-
-def _is_fixed_point(text: str, digits: str) -> bool:
-    """``D+ [.] D*`` or ``. D+`` (at least one digit), ``D`` from ``digits``."""
-    whole, _, frac = text.partition(".")
-    if not whole and not frac:
-        return False
-    return (not whole or _all_of(whole, digits)) and (not frac or _all_of(frac, digits))
-
-
-def _is_scaled(text: str, digits: str, marks: str) -> bool:
-    """A fixed-point mantissa, then optionally a mark (``e``/``p``) and ``[+-]? [0-9]+``."""
-    for i, char in enumerate(text):
-        if char in marks:
-            _, exponent = _split_sign(text[i + 1 :])
-            return _is_fixed_point(text[:i], digits) and _all_of(exponent, _DEC_DIGITS)
-    return _is_fixed_point(text, digits)
-
-
-def c_strtol(word: str) -> int | None:
-    """C ``strtol(word, &end, 10)`` when ``*end == 0`` afterwards, as a C ``int``; else None."""
-    if word == "":
-        return 0  # nothing consumed, but the end pointer already sits on the NUL
-    text = word.lstrip(_C_SPACE)
-    sign = 1
-    if text[:1] in ("+", "-"):
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    if not text or text.strip("0123456789"):
-        return None
-    value = max(_LONG_MIN, min(_LONG_MAX, sign * int(text)))
-    return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
-def c_strtod(word: str) -> float | None:
-    """C ``strtod(word, &end)`` when it consumes the whole (non-empty) word; else None."""
-    text = word.lstrip(_C_SPACE)
-    if not text:
-        return None
-    sign, body = _split_sign(text)
-    if _is_scaled(body, _DEC_DIGITS, "eE"):
-        return float(text)
-    if body[:2] in ("0x", "0X") and _is_scaled(body[2:], _HEX_DIGITS, "pP"):
-        try:
-            value = float.fromhex("0x" + body[2:])
-        except OverflowError:
-            value = math.inf
-        return -value if sign == "-" else value
-    if not body.isascii():  # no case-insensitive match below outside ASCII (C's tolower)
-        return None
-    lower = body.lower()
-    if lower in ("inf", "infinity"):
-        return -math.inf if sign == "-" else math.inf
-    if lower == "nan" or (
-        lower.startswith("nan(") and lower.endswith(")") and _NAN_CHARS.issuperset(body[4:-1])
-    ):
-        return math.nan
-    return None
 
 
 def _wire_double(value: float) -> float:

@@ -1,12 +1,12 @@
 """Built-in RPC modules: ``core.*``, ``system.*`` and ``ctl.*`` (spec section 9).
 
-:func:`builtin_registry` returns a fresh :class:`~binrpc._rpc.Registry` holding all of them;
+:func:`builtin_registry` returns a fresh :class:`~binrpc._registry.Registry` holding all of them;
 the server looks methods up in the user's registry first and in this one second.
 """
 
 from __future__ import annotations
 
-from .._rpc import Registry
+from .._registry import Registry
 from . import core, ctl, system
 
 __all__ = ["builtin_registry", "register_builtins"]

@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Final
 
-from .._rpc import Registry, RpcContext
+from .._context import RpcContext
+from .._registry import Registry
 
 __all__ = ["register"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .._rpc import Registry, RpcContext
+from .._context import RpcContext
+from .._registry import Registry
 
 __all__ = ["register"]
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
 from .._errors import DecodeError, PacketTooLarge
-from .._rpc import BinrpcContext, Buffer, call_method
+from .._rpc import BinrpcContext, Buffer, call_method_with_timeout
 from ._access import ListenerPolicy, peer_creds
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def dispatch(
         max_reply_size=max_reply_size,
         chunk_sink=chunk_sink,
     )
-    return call_method(method, ctx, server.options.call_timeout), ctx, False
+    return call_method_with_timeout(method, ctx, server.options.call_timeout), ctx, False
 
 
 class _Slot:

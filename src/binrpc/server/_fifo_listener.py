@@ -39,7 +39,7 @@ from .._fifo import (
     parse_fifo_request,
     render_status,
 )
-from .._rpc import call_method
+from .._rpc import call_method_with_timeout
 from ._conn import DatagramEndpoint, StreamConnection, _Slot
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def run_fifo_request(  # noqa: PLR0917
         connection=connection,
         max_reply_size=max_reply_size,
     )
-    return call_method(method, ctx, server.options.call_timeout)
+    return call_method_with_timeout(method, ctx, server.options.call_timeout)
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,11 +89,12 @@ class _Body(Generic[_P]):
         return k
 
     def advance(self, n: int) -> None:
+        """``n`` more bytes are in; the last ones make :attr:`packet`."""
         self.got += n
         if self.got == len(self.view):
             self.view.release()
             self.packet = self.record(self.type, self.cookie, self.io.getvalue())
-            self.io = BytesIO()  # (drop the reference: the body is the packet's now)
+            del self.io  # the body is the packet's now
 
 
 class StreamFramer(Generic[_P]):
@@ -119,7 +120,7 @@ class StreamFramer(Generic[_P]):
     allocated on its first call (a server holds thousands of idle connections).
     """
 
-    __slots__ = ("_body", "_buf", "_error", "_pos", "_record", "_scratch", "max_packet_size")
+    __slots__ = ("_buf", "_hold", "_pos", "_record", "_scratch", "max_packet_size")
 
     if TYPE_CHECKING:
 
@@ -145,40 +146,42 @@ class StreamFramer(Generic[_P]):
         self._record = record
         self._buf = bytearray()
         self._pos = 0
-        self._error: RemoteProtocolError | None = None
-        self._body: _Body[_P] | None = None  # a packet read in place (complete or not)
+        # None on the plain path; else the error (raised again), or the packet being read in
+        # place (complete or not): one test on the per-packet path for both
+        self._hold: RemoteProtocolError | _Body[_P] | None = None
         self._scratch: memoryview | None = None  # buffer()'s, made on first use
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as packets."""
         n = len(self._buf) - self._pos
-        body = self._body
-        if body is not None:
-            n += body.got
+        hold = self._hold
+        if isinstance(hold, _Body):
+            n += hold.got
         return n
 
     @property
     def error(self) -> RemoteProtocolError | None:
         """The error :meth:`next_packet` raised (and raises again), or None."""
-        return self._error
+        hold = self._hold
+        return hold if isinstance(hold, RemoteProtocolError) else None
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes. Call :meth:`next_packet` until it returns None afterwards."""
-        if self._error is None:
-            if self._body is None:
-                self._buf += data
-            else:
-                self._feed_body(data)
+        if self._hold is None:
+            self._buf += data
+        elif isinstance(self._hold, _Body):
+            self._feed_body(self._hold, data)
 
     def buffer(self) -> memoryview:
         """Where the next read should go (``recv_into``), then call :meth:`advance` with the
-        count read: the rest of a body read in place, else a 64 KiB buffer whose bytes
+        count read: the rest of a body read in place (a packet above 64 KiB, once
+        :meth:`next_packet` has seen its header), else a 64 KiB buffer whose bytes
         :meth:`advance` copies in (small packets; several fit). Don't keep the view past the
         read: a body read in place is handed over without a copy only once every view is
         gone."""
-        body = self._body
-        if body is not None and body.packet is None:
+        body = self._hold
+        if isinstance(body, _Body) and body.packet is None:
             return body.view[body.got :]
         scratch = self._scratch
         if scratch is None:
@@ -187,11 +190,12 @@ class StreamFramer(Generic[_P]):
 
     def advance(self, n: int) -> None:
         """``n`` bytes were written at the start of the last :meth:`buffer`."""
-        if self._error is not None:
-            return
-        body = self._body
-        if body is not None and body.packet is None:
-            body.advance(n)
+        body = self._hold
+        if isinstance(body, _Body):
+            if body.packet is None:
+                body.advance(n)
+                return
+        elif body is not None:  # the error: nothing is kept
             return
         scratch = self._scratch
         assert scratch is not None, "advance() without buffer()"
@@ -204,10 +208,8 @@ class StreamFramer(Generic[_P]):
             DecodeError: bad magic/version/type (``E_CORRUPTED``, cookie 0).
             PacketTooLarge: the packet's size is above ``max_packet_size``.
         """
-        if self._error is not None:
-            raise self._error
-        if self._body is not None:
-            return self._take_body()
+        if self._hold is not None:
+            return self._take_held()
         buf = self._buf
         pos = self._pos
         try:
@@ -228,7 +230,7 @@ class StreamFramer(Generic[_P]):
             if total > _SCRATCH_SIZE:
                 # everything buffered is this packet's: its body goes in place from now on
                 head = memoryview(buf)[pos + size :]
-                self._body = _Body(self._record, mtype, cookie, body_len, head)
+                self._hold = _Body(self._record, mtype, cookie, body_len, head)
                 self._buf = bytearray()
                 self._pos = 0
             return None
@@ -258,9 +260,7 @@ class StreamFramer(Generic[_P]):
         return out
 
     # -- internals -------------------------------------------------------------------------
-    def _feed_body(self, data: bytes | bytearray | memoryview) -> None:
-        body = self._body
-        assert body is not None
+    def _feed_body(self, body: _Body[_P], data: bytes | bytearray | memoryview) -> None:
         if body.packet is None:
             k = body.fill(data)
             if k == len(data):
@@ -268,16 +268,17 @@ class StreamFramer(Generic[_P]):
             data = memoryview(data)[k:]
         self._buf += data
 
-    def _take_body(self) -> _P | None:
-        body = self._body
-        assert body is not None
-        packet = body.packet
+    def _take_held(self) -> _P | None:
+        hold = self._hold
+        if not isinstance(hold, _Body):
+            assert hold is not None
+            raise hold
+        packet = hold.packet
         if packet is not None:
-            self._body = None
+            self._hold = None
         return packet
 
     def _fail(self, exc: RemoteProtocolError) -> None:
-        self._error = exc
+        self._hold = exc
         self._buf = bytearray()
         self._pos = 0
-        self._body = None

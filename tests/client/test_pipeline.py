@@ -1,4 +1,5 @@
-"""``Client.pipeline``, the reply reader (big replies read in place) and the fast renderer."""
+"""``Client.pipeline``, the stream framer's two ways in (big replies read in place) and the fast
+renderer."""
 
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ from binrpc import (
     TransportTimeout,
     encode_values,
 )
-from binrpc._codec import encode_header
+from binrpc._codec import Packet, encode_header
 from binrpc._framing import StreamFramer
 from binrpc.cli._render import render_default, render_simple
 from binrpc.client import Client, CookieMismatch, Reply, ReplyLost
-from binrpc.client._reader import ReplyReader
 
 from .fakeserver import FakeServer, fault, reply
 
@@ -198,21 +198,34 @@ def _packets(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
-def _framed(framer: Any, data: bytes, cuts: list[int]) -> tuple[list[Any], str]:
+def _framed(
+    framer: StreamFramer, data: bytes, cuts: list[int], in_place: bool
+) -> tuple[list[Any], str]:
+    """The packets (and the error) of ``data`` cut at ``cuts``, fed or read in place (reads
+    of at most what ``buffer()`` offers, as ``recv_into`` does)."""
     got: list[Any] = []
     pos = 0
     try:
         for cut in [*cuts, len(data)]:
-            framer.feed(data[pos:cut])
-            pos = cut
-            while (p := framer.next_packet()) is not None:
-                got.append(tuple(p) if isinstance(p, tuple) else (p.type, p.cookie, p.body))
+            while pos < cut:
+                if in_place:
+                    view = framer.buffer()
+                    n = min(len(view), cut - pos)
+                    view[:n] = data[pos : pos + n]
+                    del view
+                    framer.advance(n)
+                else:
+                    n = cut - pos
+                    framer.feed(data[pos:cut])
+                pos += n
+                while (p := framer.next_packet()) is not None:
+                    got.append((p.type, p.cookie, p.body))
     except (DecodeError, PacketTooLarge) as exc:
         return got, repr(exc)
     return got, ""
 
 
-def test_reader_is_the_stream_framer() -> None:
+def test_in_place_reads_frame_like_feed() -> None:
     rng = random.Random(3)
     for trial in range(60):
         packets = _packets(rng, rng.randrange(1, 6))
@@ -221,26 +234,29 @@ def test_reader_is_the_stream_framer() -> None:
         data = b"".join(packets)
         cuts = sorted(rng.sample(range(len(data) + 1), min(len(data), rng.randrange(1, 40))))
         limit = rng.choice([1 << 20, 100_000])
-        expected = _framed(StreamFramer(limit), data, cuts)
-        assert _framed(ReplyReader(limit), data, cuts) == expected
+        expected = _framed(StreamFramer(limit), data, cuts, in_place=False)
+        assert _framed(StreamFramer(limit), data, cuts, in_place=True) == expected
 
 
-def test_reader_reads_big_bodies_in_place() -> None:
+def test_framer_reads_big_bodies_in_place() -> None:
     body = bytes(range(256)) * 1000
     packet = encode_header(1, len(body), 7) + body
-    reader = ReplyReader()
+    framer = StreamFramer(1 << 20)
     pos = 0
+    got = None
     while pos < len(packet):
-        view = reader.buffer()
+        view = framer.buffer()
         n = min(len(view), 10_000, len(packet) - pos)
         view[:n] = packet[pos : pos + n]
         del view
-        reader.advance(n)
+        framer.advance(n)
         pos += n
-    assert reader.buffered == len(body)
-    got = reader.next_packet()
-    assert got == (1, 7, body)
-    assert type(got[2]) is bytes
+        if pos < len(packet):
+            assert framer.next_packet() is None  # (the clients look after each read)
+    assert framer.buffered == len(body)
+    got = framer.next_packet()
+    assert got == Packet(1, 7, body)
+    assert type(got.body) is bytes
 
 
 def test_20_mib_reply_read_with_bounded_memory() -> None:

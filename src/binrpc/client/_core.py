@@ -11,7 +11,6 @@ from .._address import Address, parse_address
 from .._codec import MsgType, decode_fault, decode_values, encode_request
 from .._errors import Fault
 from .._frozen import Frozen
-from ._reader import DEFAULT_MAX_REPLY_SIZE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -36,6 +35,11 @@ __all__ = [
     "next_cookie",
     "resolve_address",
 ]
+
+DEFAULT_MAX_REPLY_SIZE: Final = 64 * 1024 * 1024
+"""Largest reply (header + body) accepted: 64 MiB. kamcmd stops at 128 KiB (its fixed buffer),
+which ``domain.dump``-style replies of a tuned server exceed (upstream issue #1127); the limit
+only exists so that a corrupt length field cannot make us buffer gigabytes."""
 
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 """Seconds allowed for connecting (kamcmd has no timeout at all)."""

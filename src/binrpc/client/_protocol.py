@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from .._codec import MsgType, encode_header, str_record
 from .._errors import RemoteProtocolError, TransportError
-from ._core import Reply, build_request, next_cookie
+from .._framing import StreamFramer
+from ._core import DEFAULT_MAX_REPLY_SIZE, Reply, build_request, next_cookie
 from ._errors import CookieMismatch, ReplyLost, UnexpectedPacket
-from ._reader import DEFAULT_MAX_REPLY_SIZE, ReplyReader
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class ClientConnection:
             first request gets a random one.
     """
 
-    __slots__ = ("_abandoned", "_bodies", "_cookie", "_in_flight", "_reader", "address", "error")
+    __slots__ = ("_abandoned", "_bodies", "_cookie", "_framer", "_in_flight", "address", "error")
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class ClientConnection:
         cookie: int | None = None,
     ) -> None:
         self.address = address
-        self._reader = ReplyReader(max_reply_size)
+        self._framer = StreamFramer(max_reply_size, record=Reply)
         self._in_flight: dict[int, None] = {}  # cookies, oldest first (dicts keep order)
         self._abandoned: set[int] = set()
         self._cookie = cookie
@@ -117,17 +117,17 @@ class ClientConnection:
 
     @property
     def max_reply_size(self) -> int:
-        return self._reader.max_packet_size
+        return self._framer.max_packet_size
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as replies."""
-        return self._reader.buffered
+        return self._framer.buffered
 
     def start(self) -> None:
         """A new transport connection: forget what was buffered, in flight or abandoned (and
         the error); the cookie sequence goes on."""
-        self._reader = ReplyReader(self._reader.max_packet_size)
+        self._framer = StreamFramer(self._framer.max_packet_size, record=Reply)
         self._in_flight.clear()
         self._abandoned.clear()
         self.error = None
@@ -135,7 +135,7 @@ class ClientConnection:
     def discard_buffered(self) -> None:
         """Drop the bytes received so far, and the error they caused: datagram sockets, where
         a bad or half-received datagram does not spoil the next one."""
-        self._reader = ReplyReader(self._reader.max_packet_size)
+        self._framer = StreamFramer(self._framer.max_packet_size, record=Reply)
         self.error = None
 
     # -- requests --------------------------------------------------------------------------
@@ -218,17 +218,17 @@ class ClientConnection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes (a stream read, or one whole datagram), copied in; then call
         :meth:`next_reply` (or :meth:`replies`) until it has nothing more."""
-        self._reader.feed(data)
+        self._framer.feed(data)
 
     def buffer(self) -> memoryview:
         """Where the next stream read should go (then :meth:`advance`), for reads without a
         copy. Do not keep the view past the read (a body read in place is handed over as
         the reply's bytes only once every view is gone)."""
-        return self._reader.buffer()
+        return self._framer.buffer()
 
     def advance(self, n: int) -> None:
         """``n`` bytes were read into the last :meth:`buffer`."""
-        self._reader.advance(n)
+        self._framer.advance(n)
 
     def next_reply(self) -> Reply | None:
         """The next complete reply to a request in flight, or ``None`` (more bytes needed).
@@ -244,16 +244,16 @@ class ClientConnection:
         """
         if self.error is not None:
             raise self.error
-        reader = self._reader
+        framer = self._framer
         while True:
             try:
-                packet = reader.next_packet()
+                packet = framer.next_packet()
             except RemoteProtocolError as exc:
                 self.error = exc
                 raise
             if packet is None:
                 return None
-            got = self._match(*packet)
+            got = self._match(packet)
             if isinstance(got, Reply):
                 return got
             if got is not None:
@@ -268,26 +268,28 @@ class ClientConnection:
         if self.error is not None:
             return out
         in_flight = self._in_flight
-        for mtype, cookie, body in self._reader.take():
-            if mtype != _REQUEST and cookie in in_flight:
+        for packet in self._framer.take():
+            cookie = packet.cookie
+            if packet.type != _REQUEST and cookie in in_flight:
                 del in_flight[cookie]
-                out.append(Reply(mtype, cookie, body))
+                out.append(packet)
                 continue
-            got = self._match(mtype, cookie, body)
+            got = self._match(packet)
             if isinstance(got, RemoteProtocolError):  # (a reply would have been in flight)
                 self.error = got
                 return out
-        self.error = self._reader.error
+        self.error = self._framer.error
         return out
 
-    def _match(self, mtype: int, cookie: int, body: bytes) -> Reply | RemoteProtocolError | None:
-        """The reply for a packet; None: dropped (abandoned); or the error it is."""
-        if mtype == _REQUEST:
-            return UnexpectedPacket(mtype)
+    def _match(self, packet: Reply) -> Reply | RemoteProtocolError | None:
+        """The packet if it is a reply to us; None: dropped (abandoned); or the error it is."""
+        if packet.type == _REQUEST:
+            return UnexpectedPacket(packet.type)
+        cookie = packet.cookie
         in_flight = self._in_flight
         if cookie in in_flight:
             del in_flight[cookie]
-            return Reply(mtype, cookie, body)
+            return packet
         if cookie in self._abandoned:
             self._abandoned.discard(cookie)
             return None

@@ -207,10 +207,10 @@ def _main(args: list[str], stdout: BinaryIO) -> int:
         return _one_shot(runner, words)
 
     # no command and no batch: the interactive mode
-    run = job if words or lines is not None else None
+    command = job if words or lines is not None else None
     if len(opts.sockets) > 1:
-        return _on_every_node(opts, run, stdout)
-    return _on_one_node(opts, run, stdout)
+        return _on_every_node(opts, command, stdout)
+    return _on_one_node(opts, command, stdout)
 
 
 def _usage_exit(exc: UsageExit) -> int:

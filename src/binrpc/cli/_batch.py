@@ -86,40 +86,13 @@ def run_batch(runner: Runner, lines: list[str], first: list[str] | None = None) 
 def _pipelined(
     runner: Runner, lines: list[str], first: list[str] | None, on_wait: Callable[[], object]
 ) -> int:
-    jobs: list[Call | Local] = []  # planned, in order (requests() appends)
+    jobs: list[Call | Local] = []  # planned, in order (_requests() appends)
     worst = EXIT_OK  # 255 > 1 > 0: the numeric maximum
-
-    def requests() -> Iterator[tuple[str, Sequence[Value]]]:
-        plan = runner.plan
-        append = jobs.append
-        if first:
-            try:
-                job = plan(first)
-            except Quit:
-                return
-            append(job)
-            if isinstance(job, Call):
-                yield job.method, job.params
-        for lineno, line in enumerate(lines, 1):
-            try:
-                words = split_line(line)
-            except ValueError as exc:
-                append(runner.failing(f"ERROR: line {lineno}: {exc}\n"))
-                continue
-            if not words:
-                continue
-            try:
-                job = plan(words)
-            except Quit:
-                return  # nothing after it is parsed, let alone sent
-            append(job)
-            if isinstance(job, Call):
-                yield job.method, job.params
-
     done = 0  # jobs run or printed
     show = runner.show
     show_rpc = runner.show_rpc
-    pipeline = open_pipeline(runner.client, requests(), DEFAULT_WINDOW, on_wait)
+    requests = _requests(runner, lines, first, jobs)
+    pipeline = open_pipeline(runner.client, requests, DEFAULT_WINDOW, on_wait)
     # the i-th result is the i-th Call's: the local jobs before that Call run first
     for chunk in pipeline.chunks():
         for result in chunk:
@@ -141,6 +114,38 @@ def _pipelined(
         status = job()
         worst = max(worst, status)
     return worst
+
+
+def _requests(
+    runner: Runner, lines: list[str], first: list[str] | None, jobs: list[Call | Local]
+) -> Iterator[tuple[str, Sequence[Value]]]:
+    """Plan ``first`` then each line as the pipeline takes them: every job is appended to
+    ``jobs`` (in order), the requests among them are yielded; stops at ``quit``."""
+    plan = runner.plan
+    append = jobs.append
+    if first:
+        try:
+            job = plan(first)
+        except Quit:
+            return
+        append(job)
+        if isinstance(job, Call):
+            yield job.method, job.params
+    for lineno, line in enumerate(lines, 1):
+        try:
+            words = split_line(line)
+        except ValueError as exc:
+            append(runner.failing(f"ERROR: line {lineno}: {exc}\n"))
+            continue
+        if not words:
+            continue
+        try:
+            job = plan(words)
+        except Quit:
+            return  # nothing after it is parsed, let alone sent
+        append(job)
+        if isinstance(job, Call):
+            yield job.method, job.params
 
 
 def _parsed(

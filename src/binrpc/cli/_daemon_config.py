@@ -463,6 +463,24 @@ def options_from(
     Raises:
         ConfigError: a bad value or an unknown key.
     """
+    settings = _settings(args)
+    modules = _as_list(settings.get("modules"), "modules") + _as_list(
+        settings.get("module"), "module"
+    )
+    modules += args.module or []
+    kw = _option_values(settings)
+    binrpc, fifo = _listeners(settings)
+    if fifo:
+        kw["fifo"] = tuple(fifo)
+    try:
+        options = ServerOptions(**kw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return binrpc, options, modules
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config file's settings (unknown keys refused), overridden by the flags given."""
     settings: dict[str, Any] = {}
     if args.config:
         settings = _read_config(args.config)
@@ -483,11 +501,11 @@ def options_from(
         value = getattr(args, dest, None)
         if value is not None:
             settings[key] = value
-    modules = _as_list(settings.get("modules"), "modules") + _as_list(
-        settings.get("module"), "module"
-    )
-    modules += args.module or []
+    return settings
 
+
+def _option_values(settings: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ServerOptions` keywords of the settings (listeners apart)."""
     kw: dict[str, Any] = {}
     for setting in SETTINGS:
         if setting.key not in settings or setting.kind == "listeners":  # listeners: below
@@ -496,6 +514,12 @@ def options_from(
         if setting.kind == "owner" and value in (None, ""):
             continue  # unset: the process's own
         kw[setting.key] = setting.read(value)
+    return kw
+
+
+def _listeners(settings: dict[str, Any]) -> tuple[list[str | Listen], list[str | Listen]]:
+    """(binrpc, fifo) listeners: the plain addresses then the ``[[listener]]`` tables, each
+    with the global access rules that fit it."""
     global_rules = {
         key: _rule_value(key, settings[key], "") for key in _RULE_KEYS if key in settings
     }
@@ -510,13 +534,7 @@ def options_from(
         more_binrpc, more_fifo = _listener_tables(settings["listener"], global_rules)
         binrpc += more_binrpc
         fifo += more_fifo
-    if fifo:
-        kw["fifo"] = tuple(fifo)
-    try:
-        options = ServerOptions(**kw)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return binrpc, options, modules
+    return binrpc, fifo
 
 
 def loop_choice(args: argparse.Namespace) -> str:

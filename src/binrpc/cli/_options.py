@@ -421,22 +421,7 @@ def parse_args(
             words.extend(argv[i:])
             break
         if arg.startswith("--"):
-            name, eq, value = arg[2:].partition("=")
-            opt = _BY_NAME.get(name)
-            if opt is None:
-                raise _unknown(arg.partition("=")[0])
-            # kamcmd has no long options: getopt_long's two messages, in kamcmd's style
-            if opt.metavar:
-                if not eq:
-                    if i >= n:
-                        raise UsageExit(255, stderr=f"Option `--{name}' requires an argument.\n")
-                    value = argv[i]
-                    i += 1
-                _apply(opts, opt, value)
-            else:
-                if eq:
-                    raise UsageExit(255, stderr=f"Option `--{name}' doesn't allow an argument.\n")
-                _apply(opts, opt, None)
+            i = _long_option(opts, arg, argv, i)
             continue
         if len(arg) < 2 or not arg.startswith("-") or (words and looks_numeric(arg)):
             words.append(arg)
@@ -444,27 +429,54 @@ def parse_args(
                 words.extend(argv[i:])
                 break
             continue
-        j = 1
-        while j < len(arg):
-            letter = arg[j]
-            j += 1
-            opt = _BY_LETTER.get(letter)
-            if opt is None:
-                raise _unknown(letter)
-            if not opt.metavar:
-                _apply(opts, opt, None)
-                continue
-            if j < len(arg):
-                value = arg[j:]
-            elif i < n:
-                value = argv[i]
-                i += 1
-            else:
-                raise _unknown(letter)
-            _apply(opts, opt, value)
-            break
+        i = _short_options(opts, arg, argv, i)
     opts.words = words
     return opts
+
+
+def _long_option(opts: Options, arg: str, argv: Sequence[str], i: int) -> int:
+    """Apply ``--name[=value]`` (its value may be ``argv[i]``); return the index after it."""
+    name, eq, value = arg[2:].partition("=")
+    opt = _BY_NAME.get(name)
+    if opt is None:
+        raise _unknown(arg.partition("=")[0])
+    # kamcmd has no long options: getopt_long's two messages, in kamcmd's style
+    if opt.metavar:
+        if not eq:
+            if i >= len(argv):
+                raise UsageExit(255, stderr=f"Option `--{name}' requires an argument.\n")
+            value = argv[i]
+            i += 1
+        _apply(opts, opt, value)
+    else:
+        if eq:
+            raise UsageExit(255, stderr=f"Option `--{name}' doesn't allow an argument.\n")
+        _apply(opts, opt, None)
+    return i
+
+
+def _short_options(opts: Options, arg: str, argv: Sequence[str], i: int) -> int:
+    """Apply ``-abc`` / ``-xVALUE`` / ``-x VALUE`` (``argv[i]``); return the index after it."""
+    j = 1
+    while j < len(arg):
+        letter = arg[j]
+        j += 1
+        opt = _BY_LETTER.get(letter)
+        if opt is None:
+            raise _unknown(letter)
+        if not opt.metavar:
+            _apply(opts, opt, None)
+            continue
+        if j < len(arg):
+            value = arg[j:]
+        elif i < len(argv):
+            value = argv[i]
+            i += 1
+        else:
+            raise _unknown(letter)
+        _apply(opts, opt, value)
+        break
+    return i
 
 
 # -- -h --------------------------------------------------------------------------------------

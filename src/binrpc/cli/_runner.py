@@ -106,6 +106,19 @@ def _strerror(code: int | None) -> str:
 
 def error_message(exc: BaseException, address: Address) -> str:
     """kamcmd's stderr text for a transport or protocol error (spec kamcmd 3.8)."""
+    if isinstance(exc, ConnectError):
+        return _connect_message(exc, address)
+    if isinstance(exc, TransportError):
+        return _transport_message(exc)
+    if isinstance(exc, RemoteProtocolError):
+        return _reply_message(exc)
+    if isinstance(exc, LocalProtocolError):
+        return f"ERROR while building the packet: {exc}\n"
+    return f"ERROR: {exc}\n"
+
+
+def _connect_message(exc: ConnectError, address: Address) -> str:
+    """Resolving, binding the reply socket, connecting (a TLS handshake included)."""
     if isinstance(exc, ResolveError):
         return f"ERROR: could not resolve {exc.host}\n"
     if isinstance(exc, BindError):
@@ -113,18 +126,21 @@ def error_message(exc: BaseException, address: Address) -> str:
             f"ERROR: could not bind the unix socket to {exc.path}: "
             f"{_strerror(exc.errno)} ({exc.errno or 0})\n"
         )
+    if address.proto in ("unixs", "unixd"):
+        path = address.path
+        return (
+            f"ERROR: connect_unix_sock: connect({path}): "
+            f"{_strerror(exc.errno)} [{exc.errno or 0}]\n"
+        )
+    if not exc.errno and exc.strerror:  # TLS handshake failures carry their reason
+        return f"ERROR: {exc.strerror}\n"
+    return f"ERROR: connect: {_strerror(exc.errno)}\n"
+
+
+def _transport_message(exc: TransportError) -> str:
+    """A connection that fails after connecting: sending, receiving, a timeout."""
     if isinstance(exc, TransportTimeout):
         return f"ERROR: timeout: {exc.strerror or exc}\n"
-    if isinstance(exc, ConnectError):
-        if address.proto in ("unixs", "unixd"):
-            path = address.path
-            return (
-                f"ERROR: connect_unix_sock: connect({path}): "
-                f"{_strerror(exc.errno)} [{exc.errno or 0}]\n"
-            )
-        if not exc.errno and exc.strerror:  # TLS handshake failures carry their reason
-            return f"ERROR: {exc.strerror}\n"
-        return f"ERROR: connect: {_strerror(exc.errno)}\n"
     if isinstance(exc, SendError):
         return f"ERROR: send packet failed: {_strerror(exc.errno)} ({exc.errno or 0})\n"
     if isinstance(exc, ConnectionClosed):
@@ -133,6 +149,11 @@ def error_message(exc: BaseException, address: Address) -> str:
         return f"ERROR: {exc.strerror}\n"
     if isinstance(exc, ReceiveError):
         return f"ERROR: read reply failed: {_strerror(exc.errno)} ({exc.errno or 0})\n"
+    return f"ERROR: {exc}\n"
+
+
+def _reply_message(exc: RemoteProtocolError) -> str:
+    """A reply that is not what binrpc allows."""
     if isinstance(exc, CookieMismatch):
         return (
             f"bad reply, cookie doesn't match: sent {exc.sent & 0xFFFFFFFF:x} and received "
@@ -145,10 +166,6 @@ def error_message(exc: BaseException, address: Address) -> str:
     if isinstance(exc, DecodeError):
         text = exc.text if exc.code == E_CORRUPTED else str(exc)
         return f"ERROR while parsing the reply: {text}\n"
-    if isinstance(exc, TransportError | RemoteProtocolError):
-        return f"ERROR: {exc}\n"
-    if isinstance(exc, LocalProtocolError):
-        return f"ERROR while building the packet: {exc}\n"
     return f"ERROR: {exc}\n"
 
 

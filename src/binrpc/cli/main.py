@@ -181,12 +181,7 @@ def _main(args: list[str], stdout: BinaryIO) -> int:
     try:
         opts = parse_args(args, os.environ)
     except UsageExit as exc:
-        if exc.stdout:
-            sys.stdout.write(exc.stdout)
-            sys.stdout.flush()
-        if exc.stderr:
-            _stderr(exc.stderr)
-        return exc.status
+        return _usage_exit(exc)
     if opts.fifo is not None:
         from ._fifo_cmd import run_fifo
 
@@ -211,29 +206,51 @@ def _main(args: list[str], stdout: BinaryIO) -> int:
             return run_batch(runner, lines, words)
         return _one_shot(runner, words)
 
+    # no command and no batch: the interactive mode
+    command = job if words or lines is not None else None
     if len(opts.sockets) > 1:
-        from ._fanout import Fanout
+        return _on_every_node(opts, command, stdout)
+    return _on_one_node(opts, command, stdout)
 
-        def make(
-            address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
-        ) -> Runner | int:
-            return _open(opts, address, out, err, prefix)
 
-        fanout = Fanout(opts.sockets, make, stdout, _stderr)
-        try:
-            if words or lines is not None:
-                return fanout.run_concurrently(job)
-            from ._repl import interactive_nodes
+def _usage_exit(exc: UsageExit) -> int:
+    """Print what ``-h``, ``-V`` or a usage error has to say; return its status."""
+    if exc.stdout:
+        sys.stdout.write(exc.stdout)
+        sys.stdout.flush()
+    if exc.stderr:
+        _stderr(exc.stderr)
+    return exc.status
 
-            return interactive_nodes(fanout, opts.program)
-        finally:
-            fanout.close()
+
+def _on_every_node(opts: Options, job: Callable[[Runner], int] | None, stdout: BinaryIO) -> int:
+    """Several ``-s``: run ``job`` on each node at once, or (None) the interactive mode."""
+    from ._fanout import Fanout
+
+    def make(
+        address: str, out: BinaryIO, err: Callable[[str], object], prefix: bytes
+    ) -> Runner | int:
+        return _open(opts, address, out, err, prefix)
+
+    fanout = Fanout(opts.sockets, make, stdout, _stderr)
+    try:
+        if job is not None:
+            return fanout.run_concurrently(job)
+        from ._repl import interactive_nodes
+
+        return interactive_nodes(fanout, opts.program)
+    finally:
+        fanout.close()
+
+
+def _on_one_node(opts: Options, job: Callable[[Runner], int] | None, stdout: BinaryIO) -> int:
+    """One node (the last ``-s``): run ``job`` on it, or (None) the interactive mode."""
     address = opts.sockets[-1]
     opened = _open(opts, address, stdout, _stderr, b"")
     if isinstance(opened, int):
         return opened
     try:
-        if lines is None and not words:
+        if job is None:
             from ._repl import interactive
 
             return interactive(opened)

@@ -216,15 +216,19 @@ class Pipeline:
                     self._wait()
         finally:
             if self.inflight or self.sending:
-                # abandoned half-way (the caller stopped, an exception): unread replies
-                if self.stream:
-                    link.close()
-                else:
-                    for cookie in self.inflight:
-                        self.conn.abandon(cookie)
-                self.inflight.clear()
-                self.sending = False
-                self.out = None
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """The loop was left half-way (the caller stopped, an exception): no reply in flight
+        is read (a stream is closed, the cookies of datagrams are abandoned)."""
+        if self.stream:
+            self.link.close()
+        else:
+            for cookie in self.inflight:
+                self.conn.abandon(cookie)
+        self.inflight.clear()
+        self.sending = False
+        self.out = None
 
     def _limit(self) -> int:
         estimate = self.largest or _FIRST_ESTIMATE
@@ -273,40 +277,9 @@ class Pipeline:
         link = self.link
         sock = link.sock
         assert sock is not None
-        if self.stream:
-            out = self.out
-            assert out is not None
-            pos = self.out_pos
-            while pos < len(out):
-                try:
-                    pos += sock.send(out[pos:])
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    self.out_pos = pos
-                    self._send_failed(exc)
-                    return
-            self.out_pos = pos
-            done = pos == len(out)
-        else:
-            batch = self.out_slots
-            i = self.out_pos
-            timeout = self.read_timeout
-            due = None if timeout is None else time.monotonic() + timeout
-            while i < len(batch):
-                slot = batch[i]
-                try:
-                    sock.send(slot.packet)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    self.out_pos = i
-                    self._send_failed(exc)
-                    return
-                slot.deadline = due
-                i += 1
-            self.out_pos = i
-            done = i == len(batch)
+        done = self._send_stream(sock) if self.stream else self._send_datagrams(sock)
+        if done is None:
+            return  # the send failed (_send_failed has dealt with it)
         link.used = True
         timeout = self.read_timeout
         if done:
@@ -320,6 +293,47 @@ class Pipeline:
             self.send_deadline = None
         elif self.send_deadline is None and timeout is not None:
             self.send_deadline = time.monotonic() + timeout
+
+    def _send_stream(self, sock: _socket.socket) -> bool | None:
+        """Send what the socket takes of the batch's bytes: True when all of them are out,
+        False when the socket is full, None when the send failed."""
+        out = self.out
+        assert out is not None
+        pos = self.out_pos
+        while pos < len(out):
+            try:
+                pos += sock.send(out[pos:])
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self.out_pos = pos
+                self._send_failed(exc)
+                return None
+        self.out_pos = pos
+        return pos == len(out)
+
+    def _send_datagrams(self, sock: _socket.socket) -> bool | None:
+        """Send what the socket takes of the batch's datagrams (each gets its reply
+        deadline): True when all of them are out, False when the socket is full, None when
+        the send failed."""
+        batch = self.out_slots
+        i = self.out_pos
+        timeout = self.read_timeout
+        due = None if timeout is None else time.monotonic() + timeout
+        while i < len(batch):
+            slot = batch[i]
+            try:
+                sock.send(slot.packet)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self.out_pos = i
+                self._send_failed(exc)
+                return None
+            slot.deadline = due
+            i += 1
+        self.out_pos = i
+        return i == len(batch)
 
     def _start_batch(self) -> bool:
         """Take the next requests to send (connecting if need be); False if none can go."""

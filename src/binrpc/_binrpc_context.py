@@ -176,33 +176,34 @@ class BinrpcContext(RpcContext):
 
     # -- scanning ---------------------------------------------------------------------------
     def _read(self, ch: str, auto: bool) -> Any:
-        """Read one value for scan char ``ch``; raises _ScanError."""
+        """Read one value for scan char ``ch``; raises _ScanError.
+
+        The record of the type asked for (the same with or without autoconversion) is read
+        here; any other goes to :meth:`_read_converted`.
+        """
         reader = self._reader
-        if ch in FMT_INT:
-            want = T_INT
-        elif ch in _FMT_STR:
-            want = T_STR
-        else:
-            want = T_DOUBLE
+        want = _SCAN_TYPES[ch]
         rtype = reader.peek_type()
-        if rtype == want:
-            # the type asked for: the same with or without autoconversion
-            try:
-                _, _, value = reader.next_token()
-            except DecodeError as exc:
-                raise _ScanError(exc.code, _TYPE_NAMES[want]) from None
-            if want == T_STR:
-                return value if ch == "S" else _cstr(value)  # type: ignore[arg-type]
-            if want == T_INT:
-                return value
-            return value if ch == "f" else c_long_of_double(value)  # type: ignore[arg-type]
-        if not auto:
-            if rtype is None:
-                raise _ScanError(E_END_OF_PACKET, _TYPE_NAMES[want])
-            raise _ScanError(E_TYPE, _TYPE_NAMES[want])
-        # autoconversion: read any record, then convert; the fault names the actual type
+        if rtype != want:
+            return self._read_converted(ch, want, rtype, auto)
         try:
-            kind, _, value = reader.next_token()
+            _, _, value = reader.next_token()
+        except DecodeError as exc:
+            raise _ScanError(exc.code, _TYPE_NAMES[want]) from None
+        if want == T_STR:
+            return value if ch == "S" else _cstr(value)  # type: ignore[arg-type]
+        if want == T_INT:
+            return value
+        return value if ch == "f" else c_long_of_double(value)  # type: ignore[arg-type]
+
+    def _read_converted(self, ch: str, want: int, rtype: int | None, auto: bool) -> Any:
+        """Read a record of type ``rtype`` (not ``want``, None at the end) for scan char
+        ``ch``: with ``auto``, read any record and convert it; raises _ScanError (the fault
+        names the actual type)."""
+        if not auto:
+            raise _ScanError(E_END_OF_PACKET if rtype is None else E_TYPE, _TYPE_NAMES[want])
+        try:
+            kind, _, value = self._reader.next_token()
         except DecodeError as exc:
             raise _ScanError(
                 exc.code, _type_name(rtype) if rtype is not None else _TYPE_NAMES[want]
@@ -210,36 +211,7 @@ class BinrpcContext(RpcContext):
         if kind != T_VALUE:
             # a struct/array start was consumed (and stays open), like ctl
             raise _ScanError(E_TYPE, "structure" if kind == T_STRUCT_START else "array")
-        actual = rtype if rtype is not None else want
-        if want == T_INT:
-            if actual == T_INT:
-                return value
-            if actual == T_DOUBLE:
-                return c_int_of_double(value)  # type: ignore[arg-type]
-            if actual == T_STR:
-                parsed = strict_int32(_cstr(value))  # type: ignore[arg-type]
-                if parsed is not None:
-                    return parsed
-            raise _ScanError(E_TYPE, _type_name(actual))
-        if want == T_DOUBLE:
-            if actual == T_DOUBLE or actual == T_INT:
-                number = float(value)  # type: ignore[arg-type]
-            elif actual == T_STR:
-                parsed_f = strtod_lenient(_cstr(value))  # type: ignore[arg-type]
-                if parsed_f is None:
-                    raise _ScanError(E_TYPE, _type_name(actual))
-                number = parsed_f
-            else:
-                raise _ScanError(E_TYPE, _type_name(actual))
-            return number if ch == "f" else c_long_of_double(number)
-        # string
-        if actual == T_STR:
-            return value if ch == "S" else _cstr(value)  # type: ignore[arg-type]
-        if actual == T_INT:
-            return str(value % _U64)  # type: ignore[operator]
-        if actual == T_DOUBLE:
-            raise _ScanError(E_BUG, _type_name(actual))
-        raise _ScanError(E_TYPE, _type_name(actual))
+        return _CONVERTERS[want](ch, rtype if rtype is not None else want, value)
 
     def scan(self, fmt: str) -> ScanResult:
         self._deferred = None
@@ -305,29 +277,35 @@ class BinrpcContext(RpcContext):
                     except DecodeError as exc:
                         raise _ScanError(exc.code, "double") from None
                 return self._read("f", auto)
-            rtype = reader.peek_type()
-            if kind == "bytes":
-                if rtype != T_BYTES and rtype != T_STR:
-                    raise _ScanError(E_TYPE, "bytes array")
-                try:
-                    raw = reader.read_value()
-                except DecodeError as exc:
-                    raise _ScanError(exc.code, "bytes array") from None
-                return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
-            if kind == "struct" and rtype != T_STRUCT:
-                raise _ScanError(E_TYPE, "structure")
-            if kind == "array" and rtype != T_ARRAY:
-                raise _ScanError(E_TYPE, "array")
-            try:
-                return reader.read_value()
-            except DecodeError as exc:
-                raise _ScanError(exc.code, _type_name(rtype)) from None
+            return self._read_record(kind)
         except _ScanError as err:
             raise Fault(
                 400,
                 f"error at parameter {index}: expected {err.type_name} type "
                 f"but {binrpc_error_text(err.code)}",
             ) from None
+
+    def _read_record(self, kind: str) -> Any:
+        """Read a whole record for param kind ``bytes`` (BYTES or STR, as bytes), ``struct``,
+        ``array`` or ``any``; raises _ScanError."""
+        reader = self._reader
+        rtype = reader.peek_type()
+        if kind == "bytes":
+            if rtype != T_BYTES and rtype != T_STR:
+                raise _ScanError(E_TYPE, "bytes array")
+            try:
+                raw = reader.read_value()
+            except DecodeError as exc:
+                raise _ScanError(exc.code, "bytes array") from None
+            return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+        if kind == "struct" and rtype != T_STRUCT:
+            raise _ScanError(E_TYPE, "structure")
+        if kind == "array" and rtype != T_ARRAY:
+            raise _ScanError(E_TYPE, "array")
+        try:
+            return reader.read_value()
+        except DecodeError as exc:
+            raise _ScanError(exc.code, _type_name(rtype)) from None
 
     # -- adding -----------------------------------------------------------------------------
     def _append_top(self, rec: Part, size: int, ch: str) -> None:
@@ -514,3 +492,48 @@ def _cstr(value: str) -> str:
     """What a C string sees: the text up to the first NUL."""
     nul = value.find("\0")
     return value if nul < 0 else value[:nul]
+
+
+def _convert_to_int(ch: str, actual: int, value: Any) -> int:
+    """Autoconversion of a record of type ``actual`` for an int scan char."""
+    if actual == T_INT:
+        return value  # type: ignore[no-any-return]
+    if actual == T_DOUBLE:
+        return c_int_of_double(value)
+    if actual == T_STR:
+        parsed = strict_int32(_cstr(value))
+        if parsed is not None:
+            return parsed
+    raise _ScanError(E_TYPE, _type_name(actual))
+
+
+def _convert_to_double(ch: str, actual: int, value: Any) -> float | int:
+    """Autoconversion for ``f`` (a float) or ``l j L J`` (the C long of the double)."""
+    if actual == T_DOUBLE or actual == T_INT:
+        number = float(value)
+    elif actual == T_STR:
+        parsed = strtod_lenient(_cstr(value))
+        if parsed is None:
+            raise _ScanError(E_TYPE, _type_name(actual))
+        number = parsed
+    else:
+        raise _ScanError(E_TYPE, _type_name(actual))
+    return number if ch == "f" else c_long_of_double(number)
+
+
+def _convert_to_str(ch: str, actual: int, value: Any) -> str:
+    """Autoconversion for ``s`` (up to the first NUL) or ``S``: an INT is its unsigned
+    decimal text; a DOUBLE is ctl's internal error."""
+    if actual == T_STR:
+        return value if ch == "S" else _cstr(value)
+    if actual == T_INT:
+        return str(value % _U64)
+    raise _ScanError(E_BUG if actual == T_DOUBLE else E_TYPE, _type_name(actual))
+
+
+_CONVERTERS: Final[dict[int, Callable[[str, int, Any], Any]]] = {
+    T_INT: _convert_to_int,
+    T_DOUBLE: _convert_to_double,
+    T_STR: _convert_to_str,
+}
+"""Wanted record type -> its autoconversion (scan char, actual record type, value)."""

@@ -140,12 +140,7 @@ def encode_scalar(ch: str, value: Any) -> bytes | Blob:
     """
     if ch == "s" or ch == "S":
         if type(value) is not str:
-            if value is None:
-                value = _NULL_STRING
-            elif isinstance(value, bytes | bytearray | memoryview):
-                value = bytes(value).decode("utf-8", "surrogateescape")
-            else:
-                value = str(value)
+            value = _as_text(value)
         if ch == "s":
             nul = value.find("\0")
             if nul >= 0:
@@ -158,23 +153,38 @@ def encode_scalar(ch: str, value: Any) -> bytes | Blob:
             value = int(value)
         return int_record(wrap_int32(value))
     if ch in FMT_DOUBLE:
-        wire: Any
-        if isinstance(value, Double):
-            wire, number = value, value.value
-        elif ch == "f":
-            wire = number = float(value)
-        else:
-            number = int(value)
-            wire = Double(number)
-        try:
-            return encode_values((wire,))
-        except LocalProtocolError:
-            # NaN, inf or beyond the DOUBLE range: ctl's add never fails (see
-            # saturated_double_record: clamped, NaN is 0)
-            return saturated_double_record(number)
+        return _double_record(ch, value)
     if ch == "y":
         return _sized(T_BYTES, value if type(value) is bytes else bytes(value))
     raise ValueError(ch)
+
+
+def _double_record(ch: str, value: Any) -> bytes:
+    """The DOUBLE record of ``f`` (a float) or ``l j L J`` (a 64-bit integer)."""
+    wire: Any
+    if isinstance(value, Double):
+        wire, number = value, value.value
+    elif ch == "f":
+        wire = number = float(value)
+    else:
+        number = int(value)
+        wire = Double(number)
+    try:
+        return encode_values((wire,))
+    except LocalProtocolError:
+        # NaN, inf or beyond the DOUBLE range: ctl's add never fails (see
+        # saturated_double_record: clamped, NaN is 0)
+        return saturated_double_record(number)
+
+
+def _as_text(value: Any) -> str:
+    """The text ``s``/``S`` send for a value that is not a str: bytes decoded (undecodable
+    bytes kept as surrogates), None as ctl's "<null string>", anything else ``str()``."""
+    if value is None:
+        return _NULL_STRING
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
 
 
 def encode_name(name: str | None) -> bytes:

@@ -99,33 +99,46 @@ _KIND_NAMES: Final = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_SCALAR_KINDS: Final = (
+    (bool, "bool"),  # before int: bool is a subclass of int, but here only identity counts
+    (int, "int"),
+    (float, "float"),
+    (str, "str"),
+    (bytes, "bytes"),
+    (bytearray, "bytes"),
+)
+"""Annotation type -> param kind, compared by identity (an annotation need not be hashable)."""
+
+
 def _kind_of(annotation: Any) -> tuple[str, bool]:
     """Annotation -> (kind, accepts None)."""
     if annotation is inspect.Parameter.empty or annotation is Any or annotation is object:
         return "any", False
     origin = typing.get_origin(annotation)
     if origin is Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        nullable = len(args) < len(typing.get_args(annotation))
-        if len(args) == 1:
-            return _kind_of(args[0])[0], nullable
-        return "any", nullable
-    base = origin or annotation
-    if base is bool:
-        return "bool", False
-    if base is int:
-        return "int", False
-    if base is float:
-        return "float", False
-    if base is str:
-        return "str", False
-    if base in (bytes, bytearray):
-        return "bytes", False
+        return _union_kind(typing.get_args(annotation))
+    return _base_kind(origin or annotation), False
+
+
+def _union_kind(members: tuple[Any, ...]) -> tuple[str, bool]:
+    """A union's (kind, accepts None): ``X | None`` is X's kind, any other union ``any``."""
+    args = [a for a in members if a is not type(None)]
+    nullable = len(args) < len(members)
+    if len(args) == 1:
+        return _kind_of(args[0])[0], nullable
+    return "any", nullable
+
+
+def _base_kind(base: Any) -> str:
+    """The kind of a non-union annotation's type (its origin for a generic alias)."""
+    for scalar, kind in _SCALAR_KINDS:
+        if base is scalar:
+            return kind
     if isinstance(base, type) and issubclass(base, Struct | Mapping):
-        return "struct", False
+        return "struct"
     if isinstance(base, type) and issubclass(base, list | tuple | Sequence):
-        return "array", False
-    return "any", False
+        return "array"
+    return "any"
 
 
 class Method:

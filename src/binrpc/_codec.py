@@ -394,21 +394,7 @@ def _put_value(out: bytearray, value: Value, depth: int, max_depth: int) -> None
     elif isinstance(value, bytes | bytearray | memoryview):
         _put_sized(out, T_BYTES, bytes(value))
     elif isinstance(value, Struct | Mapping):
-        if depth >= max_depth:
-            raise LocalProtocolError(f"values nested deeper than {max_depth} levels")
-        out.append(T_STRUCT)
-        for name, member in value.items():
-            if name is not None:
-                if not isinstance(name, str):
-                    raise LocalProtocolError(f"struct member name {name!r} is not a str")
-                if isinstance(member, list | tuple):
-                    raise LocalProtocolError(
-                        f"struct member {name!r}: binrpc peers reject a named ARRAY inside a "
-                        "struct; use a Struct of unnamed values (name None) instead"
-                    )
-                _put_str(out, T_AVP, name)
-            _put_value(out, member, depth + 1, max_depth)
-        out.append(0x80 | T_STRUCT)
+        _put_struct(out, value, depth, max_depth)
     elif isinstance(value, list | tuple):
         if depth >= max_depth:
             raise LocalProtocolError(f"values nested deeper than {max_depth} levels")
@@ -416,7 +402,33 @@ def _put_value(out: bytearray, value: Value, depth: int, max_depth: int) -> None
         for item in value:
             _put_value(out, item, depth + 1, max_depth)
         out.append(0x80 | T_ARRAY)
-    elif isinstance(value, Double):
+    else:
+        _put_other(out, value)
+
+
+def _put_struct(
+    out: bytearray, value: Struct | Mapping[str, Value], depth: int, max_depth: int
+) -> None:
+    if depth >= max_depth:
+        raise LocalProtocolError(f"values nested deeper than {max_depth} levels")
+    out.append(T_STRUCT)
+    for name, member in value.items():
+        if name is not None:
+            if not isinstance(name, str):
+                raise LocalProtocolError(f"struct member name {name!r} is not a str")
+            if isinstance(member, list | tuple):
+                raise LocalProtocolError(
+                    f"struct member {name!r}: binrpc peers reject a named ARRAY inside a "
+                    "struct; use a Struct of unnamed values (name None) instead"
+                )
+            _put_str(out, T_AVP, name)
+        _put_value(out, member, depth + 1, max_depth)
+    out.append(0x80 | T_STRUCT)
+
+
+def _put_other(out: bytearray, value: object) -> None:
+    """Double, and subclasses of int, float and str (an IntEnum, say), as their base type."""
+    if isinstance(value, Double):
         _put_double(out, value.value)
     elif isinstance(value, bool | int):
         _put_int(out, int(value))
@@ -425,7 +437,7 @@ def _put_value(out: bytearray, value: Value, depth: int, max_depth: int) -> None
     elif isinstance(value, str):
         _put_str(out, T_STR, str(value))
     else:
-        raise LocalProtocolError(f"binrpc cannot carry a value of type {t.__name__}")
+        raise LocalProtocolError(f"binrpc cannot carry a value of type {type(value).__name__}")
 
 
 def encode_values(values: Iterable[Value], *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
@@ -479,6 +491,22 @@ _END: Final = object()
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
+
+
+def _double_at(body: bytes, pos: int, size: int) -> tuple[float, int]:
+    """The DOUBLE payload of ``size`` bytes at ``pos``: ``(value, next pos)``. DOUBLE never
+    uses the S flag: the whole nibble of its tag is the byte count (0..15).
+
+    Raises:
+        DecodeError: E_MORE_DATA when the payload runs past the body.
+    """
+    nxt = pos + size
+    if nxt > len(body):
+        raise DecodeError(E_MORE_DATA, "truncated double")
+    acc = int.from_bytes(body[max(pos, nxt - 8) : nxt], "big")
+    if acc >= 1 << 63:
+        acc -= _U64
+    return acc / 1000.0, nxt
 
 
 class BodyReader:
@@ -541,13 +569,7 @@ class BodyReader:
         size = tag >> 4
         pos += 1
         if rtype == T_DOUBLE:
-            # DOUBLE never uses the S flag: the whole nibble is the byte count (0..15)
-            if pos + size > end:
-                raise DecodeError(E_MORE_DATA, "truncated double")
-            acc = int.from_bytes(body[max(pos, pos + size - 8) : pos + size], "big")
-            if acc >= 1 << 63:
-                acc -= _U64
-            return T_DOUBLE, acc / 1000.0, pos + size
+            return T_DOUBLE, *_double_at(body, pos, size)
         extended = size & 8
         if extended:
             nlen = size & 7
@@ -599,11 +621,7 @@ class BodyReader:
         if top == T_STRUCT:
             if rtype == T_AVP:
                 name = value  # type: ignore[assignment]
-                if nxt >= self._end:
-                    raise DecodeError(E_MORE_DATA, "struct member without a value")
-                rtype, value, nxt = self._record(nxt)
-                if not (rtype in _SCALARS or (rtype == T_STRUCT and value is _START)):
-                    raise DecodeError(E_BAD_RECORD, "bad struct member value")
+                rtype, value, nxt = self._member_value(nxt)
             elif rtype == T_STRUCT and value is _END:
                 stack.pop()
                 self.pos = nxt
@@ -623,13 +641,35 @@ class BodyReader:
         elif rtype not in _SCALARS and value is not _START:
             raise DecodeError(E_TYPE, f"unknown record type {rtype}")
         if value is _START:
-            if len(stack) >= self.max_depth:
-                raise DecodeError(E_BAD_RECORD, f"nesting deeper than {self.max_depth}")
-            stack.append(rtype)
-            self.pos = nxt
-            return (TOK_STRUCT_START if rtype == T_STRUCT else TOK_ARRAY_START), name, None
+            return self._open(rtype, name, nxt)
         self.pos = nxt
         return TOK_VALUE, name, value
+
+    def _member_value(self, pos: int) -> tuple[int, object, int]:
+        """The record at ``pos``, after a member name: as :meth:`_record`.
+
+        Raises:
+            DecodeError: E_MORE_DATA at the end of the body, E_BAD_RECORD when it is not a
+                scalar or a struct start.
+        """
+        if pos >= self._end:
+            raise DecodeError(E_MORE_DATA, "struct member without a value")
+        rtype, value, nxt = self._record(pos)
+        if not (rtype in _SCALARS or (rtype == T_STRUCT and value is _START)):
+            raise DecodeError(E_BAD_RECORD, "bad struct member value")
+        return rtype, value, nxt
+
+    def _open(self, rtype: int, name: str | None, nxt: int) -> tuple[int, str | None, None]:
+        """Enter the struct or array whose start record ends at ``nxt``: its start token.
+
+        Raises:
+            DecodeError: E_BAD_RECORD beyond ``max_depth``.
+        """
+        if len(self._stack) >= self.max_depth:
+            raise DecodeError(E_BAD_RECORD, f"nesting deeper than {self.max_depth}")
+        self._stack.append(rtype)
+        self.pos = nxt
+        return (TOK_STRUCT_START if rtype == T_STRUCT else TOK_ARRAY_START), name, None
 
     def tokens(self) -> Iterator[tuple[int, str | None, object]]:
         """Every remaining token, until the end of the body."""
@@ -708,7 +748,9 @@ def _fast_value(
     The helpers below do not check each record against the end of the body: a record that
     runs past it leaves the cursor beyond ``end`` (positions only grow), so the next tag read
     raises IndexError, or the final check here sees it. Every such value is thrown away.
+    ``end`` is ``len(body)``.
     """
+    value: Value
     try:
         tag = body[pos]
         if tag & 0x0F == T_STRUCT or tag & 0x0F == T_ARRAY:

@@ -165,70 +165,73 @@ def parse_address(text: str, flavour: Flavour = "binrpc", *, udp_default: bool =
     colon = text.find(":")
     if colon >= 0 and text[:colon].lower() in _PROTOS:
         proto = _PROTOS[text[:colon].lower()]
-        rest = text[colon + 1 :]
+        text = text[colon + 1 :]
+    if text.startswith("["):
+        proto = proto or "udp"
+        host, port_text = _split_ipv6(text, proto, original)
     else:
-        rest = text
-
-    port_text: str | None
-    if rest.startswith("["):
-        close = rest.find("]")
-        if close < 0:
-            raise AddressError(f"bad address {original!r}: missing ']'")
-        host = rest[1:close]
-        after = rest[close + 1 :]
-        if not host:
-            raise AddressError(f"bad address {original!r}: empty IPv6 literal")
-        if after and not after.startswith(":"):
-            raise AddressError(f"bad address {original!r}: junk after ']'")
-        port_text = after[1:] if after else None
-        if proto is None:
-            proto = "udp"
-        if proto not in ("tcp", "tls", "udp"):
-            raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp, tls or udp")
-        try:
-            _socket.inet_pton(_socket.AF_INET6, host)
-        except (OSError, ValueError):  # ValueError: a NUL or undecodable argv bytes
-            raise AddressError(
-                f"bad address {original!r}: {host!r} is not an IPv6 address"
-            ) from None
-    else:
-        colon = rest.find(":")
-        if colon >= 0:
-            host, port_text = rest[:colon], rest[colon + 1 :]
-        else:
-            host, port_text = rest, None
-
+        host, colon_found, after = text.partition(":")
+        port_text = after if colon_found else None
     if proto is None:
-        if port_text is not None:
-            proto = "udp"
-        elif "/" in host:
-            proto = "fifo" if flavour == "fifo" else "unixs"
-        elif flavour == "binrpc":
-            proto = "udp"
-        elif flavour == "fifo":
-            proto = "fifo"
-        else:
-            proto = "udp" if udp_default else "unixs"
-
+        proto = _default_proto(host, port_text, flavour, udp_default)
     if proto in ("unixs", "unixd", "fifo"):
-        if port_text is not None:
-            # what follows the path must still be a valid port (kamcmd then ignores it)
-            _parse_port(port_text, proto, original)
-            if flavour != "client":
-                raise AddressError(f"bad address {original!r}: a unix path cannot contain ':'")
-        if not host:
-            raise AddressError(f"bad address {original!r}: empty path")
-        if proto != "fifo" and len(host.encode("utf-8", "surrogateescape")) > MAX_UNIX_PATH:
-            raise AddressError(
-                f"bad address {original!r}: unix socket path longer than {MAX_UNIX_PATH} bytes"
-            )
-        if "\0" in host:
-            raise AddressError(f"bad address {original!r}: NUL in path")
-        return Address(proto, host)
-
+        return _unix_address(proto, host, port_text, flavour, original)
     if port_text is None and host.isdigit() and host.isascii():
         port_text, host = host, "*"
     port = _parse_port(port_text or "", proto, original)
     if port == 0:
         port = DEFAULT_PORT
     return Address(proto, host or "*", port)
+
+
+def _split_ipv6(text: str, proto: Proto, original: str) -> tuple[str, str | None]:
+    """``[host]`` or ``[host]:port`` (after the protocol): ``(host, port text or None)``."""
+    close = text.find("]")
+    if close < 0:
+        raise AddressError(f"bad address {original!r}: missing ']'")
+    host = text[1:close]
+    after = text[close + 1 :]
+    if not host:
+        raise AddressError(f"bad address {original!r}: empty IPv6 literal")
+    if after and not after.startswith(":"):
+        raise AddressError(f"bad address {original!r}: junk after ']'")
+    if proto not in ("tcp", "tls", "udp"):
+        raise AddressError(f"bad address {original!r}: an IPv6 literal needs tcp, tls or udp")
+    try:
+        _socket.inet_pton(_socket.AF_INET6, host)
+    except (OSError, ValueError):  # ValueError: a NUL or undecodable argv bytes
+        raise AddressError(f"bad address {original!r}: {host!r} is not an IPv6 address") from None
+    return host, (after[1:] if after else None)
+
+
+def _default_proto(host: str, port_text: str | None, flavour: Flavour, udp_default: bool) -> Proto:
+    """The protocol of an address written without one."""
+    if port_text is not None:
+        return "udp"
+    if "/" in host:
+        return "fifo" if flavour == "fifo" else "unixs"
+    if flavour == "binrpc":
+        return "udp"
+    if flavour == "fifo":
+        return "fifo"
+    return "udp" if udp_default else "unixs"
+
+
+def _unix_address(
+    proto: Proto, path: str, port_text: str | None, flavour: Flavour, original: str
+) -> Address:
+    """A unix socket or FIFO address; ``port_text`` is what followed a ':' in the path."""
+    if port_text is not None:
+        # what follows the path must still be a valid port (kamcmd then ignores it)
+        _parse_port(port_text, proto, original)
+        if flavour != "client":
+            raise AddressError(f"bad address {original!r}: a unix path cannot contain ':'")
+    if not path:
+        raise AddressError(f"bad address {original!r}: empty path")
+    if proto != "fifo" and len(path.encode("utf-8", "surrogateescape")) > MAX_UNIX_PATH:
+        raise AddressError(
+            f"bad address {original!r}: unix socket path longer than {MAX_UNIX_PATH} bytes"
+        )
+    if "\0" in path:
+        raise AddressError(f"bad address {original!r}: NUL in path")
+    return Address(proto, path)

@@ -243,19 +243,30 @@ def _word(text: str, i: int, word: str, wide: bool) -> bool:
     return True
 
 
+def _skip_space(text: str, wide: bool) -> int:
+    """The offset of the first character of ``text`` that is not white space (C's, or
+    Unicode's when ``wide``)."""
+    # str.lstrip() without an argument strips what str.isspace() accepts
+    return len(text) - len(text.lstrip() if wide else text.lstrip(C_SPACE))
+
+
+def _nan_end(text: str, end: int, wide: bool) -> int:
+    """The offset after ``nan`` ending at ``end`` and its optional ``(chars)``."""
+    if text[end : end + 1] != "(":
+        return end
+    chars = _NAN_CHARS_WIDE if wide else _NAN_CHARS
+    k = end + 1
+    while k < len(text) and text[k] in chars:
+        k += 1
+    return k + 1 if text[k : k + 1] == ")" else end
+
+
 def _scan_strtod(text: str, wide: bool) -> tuple[int, bool, int, int]:
     """Where strtod's syntax matches at the start of ``text``: ``(kind, negative, start,
     end)``, ``text[start:end]`` being the number without its sign (``_NONE``: no number)."""
-    n = len(text)
-    i = 0
-    if wide:
-        while i < n and text[i].isspace():
-            i += 1
-    else:
-        while i < n and text[i] in C_SPACE:
-            i += 1
+    i = _skip_space(text, wide)
     negative = False
-    if i < n and text[i] in ("+", "-"):
+    if text[i : i + 1] in ("+", "-"):
         negative = text[i] == "-"
         i += 1
     if text[i : i + 2] in ("0x", "0X"):
@@ -265,15 +276,7 @@ def _scan_strtod(text: str, wide: bool) -> tuple[int, bool, int, int]:
     if _word(text, i, "inf", wide):
         return _INF, negative, i, i + (8 if _word(text, i, "infinity", wide) else 3)
     if _word(text, i, "nan", wide):
-        end = i + 3
-        if text[end : end + 1] == "(":
-            chars = _NAN_CHARS_WIDE if wide else _NAN_CHARS
-            k = end + 1
-            while k < n and text[k] in chars:
-                k += 1
-            if text[k : k + 1] == ")":
-                end = k + 1
-        return _NAN, negative, i, end
+        return _NAN, negative, i, _nan_end(text, i + 3, wide)
     end = _mantissa(text, i, _DEC_DIGITS, wide)
     if end == i:
         return _NONE, False, 0, 0

@@ -35,8 +35,8 @@ from ._codec import (
     T_INT,
     T_STR,
     T_STRUCT,
-    T_STRUCT_START,
-    T_VALUE,
+    TOK_STRUCT_START,
+    TOK_VALUE,
     BodyReader,
     MsgType,
     encode_header,
@@ -208,9 +208,9 @@ class BinrpcContext(RpcContext):
             raise _ScanError(
                 exc.code, _type_name(rtype) if rtype is not None else _TYPE_NAMES[want]
             ) from None
-        if kind != T_VALUE:
+        if kind != TOK_VALUE:
             # a struct/array start was consumed (and stays open), like ctl
-            raise _ScanError(E_TYPE, "structure" if kind == T_STRUCT_START else "array")
+            raise _ScanError(E_TYPE, "structure" if kind == TOK_STRUCT_START else "array")
         return _CONVERTERS[want](ch, rtype if rtype is not None else want, value)
 
     def scan(self, fmt: str) -> ScanResult:

@@ -103,13 +103,6 @@ TOK_STRUCT_END: Final = 2
 TOK_ARRAY_START: Final = 3
 TOK_ARRAY_END: Final = 4
 
-# old names, removed at the merge
-T_VALUE: Final = TOK_VALUE
-T_STRUCT_START: Final = TOK_STRUCT_START
-T_STRUCT_END: Final = TOK_STRUCT_END
-T_ARRAY_START: Final = TOK_ARRAY_START
-T_ARRAY_END: Final = TOK_ARRAY_END
-
 _U32: Final = 1 << 32
 _U64: Final = 1 << 64
 _SCALARS: Final = frozenset((T_INT, T_STR, T_DOUBLE, T_BYTES))

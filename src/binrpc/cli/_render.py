@@ -18,10 +18,10 @@ prints it, then the parse error). Output is ``bytes``: strings are written as re
 from __future__ import annotations
 
 from .._codec import (
-    T_ARRAY_END,
-    T_ARRAY_START,
-    T_STRUCT_END,
-    T_STRUCT_START,
+    TOK_ARRAY_END,
+    TOK_ARRAY_START,
+    TOK_STRUCT_END,
+    TOK_STRUCT_START,
     BodyReader,
 )
 from .._errors import DecodeError
@@ -110,13 +110,13 @@ def _scalar(value: object) -> bytes:
 
 def token_bytes(kind: int, name: str | None, value: object) -> bytes:
     """One record as kamcmd prints it, without indentation or newline."""
-    if kind == T_STRUCT_START:
+    if kind == TOK_STRUCT_START:
         tok = b"{"
-    elif kind == T_STRUCT_END:
+    elif kind == TOK_STRUCT_END:
         tok = b"}"
-    elif kind == T_ARRAY_START:
+    elif kind == TOK_ARRAY_START:
         tok = b"["
-    elif kind == T_ARRAY_END:
+    elif kind == TOK_ARRAY_END:
         tok = b"]"
     else:
         tok = _scalar(value)
@@ -179,7 +179,7 @@ def render_default(body: bytes) -> Rendered:
         if rec is None:
             break
         kind, name, value, depth = rec
-        indent = depth - 1 if kind == T_STRUCT_START else depth
+        indent = depth - 1 if kind == TOK_STRUCT_START else depth
         out += b"\t" * indent
         out += token_bytes(kind, name, value)
         out += b"\n"

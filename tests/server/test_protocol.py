@@ -23,7 +23,6 @@ from binrpc.server._protocol import (
     OUT_LIMIT,
     BinrpcConnection,
     BinrpcDatagram,
-    Request,
     ServerConnection,
 )
 from binrpc.server._routing import NOT_FOUND, REFUSED, Routing, route
@@ -97,21 +96,21 @@ def fifo_conn(max_pending: int = 128, max_request_size: int = 65535) -> FifoConn
     )
 
 
-def run(requests: Any) -> list[Request]:
-    """Run every request handed out (sync handlers reply at once); the ones still open."""
+def run(calls: Any) -> list[RpcContext]:
+    """Run every request handed out (sync handlers reply at once); the contexts of the
+    ones still open."""
     waiting = []
-    for request in requests:
-        pending = call_method(request.method, request.ctx)
+    for method, ctx in calls:
+        pending = call_method(method, ctx)
         if pending is not None:
             pending.close()  # type: ignore[attr-defined]  # never run: replied by hand
-            waiting.append(request)
+            waiting.append(ctx)
     return waiting
 
 
-def finish(request: Request, text: str) -> None:
-    assert request.ctx is not None
-    request.ctx.add("s", text)
-    request.ctx.finish()
+def finish(ctx: RpcContext, text: str) -> None:
+    ctx.add("s", text)
+    ctx.finish()
 
 
 def packets(conn: ServerConnection) -> list[tuple[int, int, list[Any]]]:
@@ -350,7 +349,7 @@ def fifo_text(conn: ServerConnection) -> bytes:
 def test_fifo_byte_at_a_time_and_replies_in_order() -> None:
     conn = fifo_conn()
     data = b":t.later:\n\n:t.echo:\nhello\n\n"
-    held: list[Request] = []
+    held: list[RpcContext] = []
     for pos in range(len(data)):
         held += run(conn.receive_data(data[pos : pos + 1]))
         if pos + 1 < len(data):
@@ -457,3 +456,15 @@ def test_the_connection_objects_import_no_io(name: str) -> None:
             continue
         for mod in mods:
             assert mod.split(".")[0] not in FORBIDDEN, (name, mod)
+
+
+def test_on_reply_announces_only_the_replies_outside_an_iteration() -> None:
+    conn = binrpc_conn()
+    announced: list[int] = []
+    conn.on_reply = lambda: announced.append(conn.pending)
+    burst = encode_request("t.later", [], 1) + encode_request("t.echo", ["x"], 2)
+    (slow,) = run(conn.receive_data(burst))
+    assert announced == []  # the echo reply came during the iteration: gathered
+    finish(slow, "late")
+    assert announced == [0]
+    assert packets(conn) == [reply(1, "late"), reply(2, "x")]

@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from .._rpc import CALL_TIMED_OUT, RpcContext, call_method
 from ._context import ServerContext
-from ._protocol import Request
+from ._protocol import Call
 
-__all__ = ["run_request"]
+__all__ = ["run_call", "spawn_call"]
 
 log = logging.getLogger("binrpc.server")
 
 
-def run_request(
-    server: ServerContext, request: Request, on_late_reply: Callable[[], object] | None
-) -> None:
-    """Run ``request``'s handler: a synchronous one here, to the end (its reply has reached
-    the connection when this returns); an asynchronous one as a server task, bounded by
-    ``call_timeout``. ``on_late_reply`` is called after a reply that comes later (the shell
-    writes it out).
-    """
-    method, ctx = request.method, request.ctx
-    assert method is not None and ctx is not None
+def run_call(server: ServerContext, call: Call) -> None:
+    """Run a request's handler: a synchronous one here, to the end (its reply has reached
+    the connection when this returns); an asynchronous one as a server task
+    (:func:`spawn_call`)."""
+    method, ctx = call
     pending = call_method(method, ctx)
-    if pending is None:
-        return
-    if not ctx.replied:
-        request.on_reply = on_late_reply
+    if pending is not None:
+        spawn_call(server, pending, ctx)
+
+
+def spawn_call(server: ServerContext, pending: Awaitable[None], ctx: RpcContext) -> None:
+    """Run the finishing coroutine of an async handler as a server task, bounded by
+    ``call_timeout`` when it is set."""
     timeout = server.options.call_timeout
     server.spawn(pending if timeout is None else _bounded(pending, ctx, timeout))
 

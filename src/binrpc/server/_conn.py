@@ -19,11 +19,12 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from .._rpc import call_method
 from ._access import ListenerPolicy, peer_creds
-from ._calls import run_request
+from ._calls import run_call, spawn_call
 from ._context import ServerContext
 from ._fifo_protocol import FifoConnection, FifoDatagram
-from ._protocol import CLOSED, BinrpcConnection, BinrpcDatagram, Request, ServerConnection
+from ._protocol import CLOSED, OPEN, BinrpcConnection, BinrpcDatagram, Call, ServerConnection
 from ._routing import Routing
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class StreamConnection(asyncio.Protocol):
         self.server = server
         self.listener = listener
         self.protocol = factory(server, listener, self)
+        self.protocol.on_reply = self._sync
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, str] = ("<anonymous unix socket>", "")
         self._reading = True
@@ -161,12 +163,13 @@ class StreamConnection(asyncio.Protocol):
             self._last_activity = asyncio.get_running_loop().time()
         self._serve(self.protocol.receive_data(data))
 
-    def _serve(self, requests: Iterator[Request]) -> None:
-        """Run ``requests`` (an iterator from the protocol), then send what is due."""
+    def _serve(self, calls: Iterator[Call]) -> None:
+        """Run the requests the protocol hands out, then carry out what it wants."""
         protocol = self.protocol
-        server = self.server
-        for request in requests:
-            run_request(server, request, self._sync)
+        for method, ctx in calls:
+            pending = call_method(method, ctx)
+            if pending is not None:
+                spawn_call(self.server, pending, ctx)
             if protocol.write_due:
                 self._write()
         self._sync()
@@ -214,16 +217,21 @@ class StreamConnection(asyncio.Protocol):
         """Carry out what the protocol now wants: write, close or abort, (stop) reading,
         resume stalled requests soon, the request deadline."""
         protocol = self.protocol
-        if protocol.state is CLOSED or self.transport is None:
+        transport = self.transport
+        if transport is None:
             return
-        self._write()
-        if protocol.close_expected:
-            self.transport.close()
-        elif protocol.abort_expected:
-            self.transport.abort()
+        for data in protocol.data_to_send():
+            transport.write(data)
+        if protocol.state is not OPEN:  # (close_expected, abort_expected: never while OPEN)
+            if protocol.state is CLOSED:
+                return
+            if protocol.close_expected:
+                transport.close()
+            elif protocol.abort_expected:
+                transport.abort()
         if protocol.want_read is not self._reading:
             self._set_reading()
-        if protocol.can_resume and self._resume_handle is None:
+        if protocol.stalled and protocol.can_resume and self._resume_handle is None:
             # not from inside a write or a reply: resume_writing runs inside transport.write
             self._resume_handle = asyncio.get_running_loop().call_soon(self._resume)
         if self._request_timeout is not None and protocol.request_deadline != self._deadline:
@@ -323,6 +331,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
             if fifo
             else BinrpcDatagram(routing, server.limits, server.info, max_reply_size)
         )
+        self.protocol.on_reply = self._send  # each reply datagram at once
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -344,10 +353,8 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.server.closing or self.refused(addr):
             return
-        request: Request
-        for request in self.protocol.receive_data(data, addr):
-            run_request(self.server, request, self._send)
-        self._send()
+        for call in self.protocol.receive_data(data, addr):
+            run_call(self.server, call)
 
     def _send(self) -> None:
         transport = self.transport

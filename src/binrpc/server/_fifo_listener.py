@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Final
 
 from .._fifo import FifoFramer, FifoRequestError, FifoTooLarge, parse_fifo_request
 from .._rpc import Buffer
-from ._calls import run_request
+from ._calls import run_call
 from ._conn import listener_routing
 from ._context import ServerContext
 from ._fifo_protocol import fifo_route
-from ._protocol import Request
+from ._protocol import ReplySlot
 
 if TYPE_CHECKING:
     from ._server import Listener
@@ -142,20 +142,22 @@ class FifoFileReader:
             # there is no valid reply file to answer to
             log.warning("%s: invalid request, no reply sent: %s", self.name, exc)
             return
-        request = Request(self, (parsed.reply_name, parsed.method))
-        if fifo_route(request, parsed, self._routing, self.server.info, peer="a FIFO writer"):
-            run_request(self.server, request, None)
+        sink = ReplySlot(self, (parsed.reply_name, parsed.method)).reply
+        call = fifo_route(parsed, sink, self._routing, self.server.info, peer="a FIFO writer")
+        if call is not None:
+            run_call(self.server, call)
 
-    def send_reply(self, request: Request, data: Buffer) -> None:
-        """Write the reply of ``request`` to its reply FIFO (none named: discarded)."""
-        name, method = request.key
+    def send_reply(self, key: tuple[str, str], data: Buffer) -> None:
+        """Write a reply to the reply FIFO named in its request, ``key`` = (reply FIFO name,
+        method); none named: discarded."""
+        name, method = key
         if name:
             self.server.spawn(self._reply(name, bytes(data)))
         else:
             log.debug("%s: %s run, reply discarded (no reply FIFO)", self.name, method)
 
-    def send_reply_chunks(self, request: Request, chunks: list[Buffer]) -> None:
-        self.send_reply(request, b"".join(chunks))
+    def send_reply_chunks(self, key: tuple[str, str], chunks: list[Buffer]) -> None:
+        self.send_reply(key, b"".join(chunks))
 
     # -- output -----------------------------------------------------------------------------
     async def _reply(self, name: str, data: bytes) -> None:

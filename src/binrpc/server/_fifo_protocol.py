@@ -16,23 +16,30 @@ the context are :mod:`binrpc._fifo`. Rules, as in ctl unless said:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
+from .._errors import RemoteProtocolError
 from .._fifo import (
     FifoContext,
     FifoFramer,
     FifoRequest,
     FifoRequestError,
-    FifoTooLarge,
     datagram_request,
     parse_fifo_request,
     render_status,
 )
 from .._rpc import ServerInfo
-from ._protocol import DatagramReplies, ReplyTarget, Request, ServerConnection
+from ._protocol import Call, DatagramReplies, ServerConnection
 from ._routing import REFUSED, Routing, refusal_text, route
 
-__all__ = ["INCOMPLETE_DATAGRAM", "FifoConnection", "FifoDatagram", "fifo_request"]
+__all__ = [
+    "INCOMPLETE_DATAGRAM",
+    "FifoConnection",
+    "FifoDatagram",
+    "fifo_request",
+    "fifo_route",
+]
 
 log = logging.getLogger("binrpc.server.fifo")
 
@@ -40,61 +47,56 @@ INCOMPLETE_DATAGRAM: Final = "incomplete request (no empty line at its end): not
 
 
 def fifo_request(
-    target: ReplyTarget,
-    key: Any,
     raw: bytes,
+    sink: Callable[[bytes], object],
     routing: Routing,
     info: ServerInfo | None,
     *,
     peer: str,
     handle: object = None,
     max_reply_size: int | None = None,
-) -> Request | None:
-    """Parse and route the request ``raw``; the :class:`Request` to run, or None when it was
-    answered here (``400`` for a bad first line, ``403``/``500`` from :func:`route`).
-
-    The reply goes to ``target.send_reply(request, ...)`` with ``key``.
-    """
-    request = Request(target, key)
+) -> Call | None:
+    """Parse and route the request ``raw``: the :data:`~binrpc.server._protocol.Call` to run
+    (its context replies to ``sink``), or None when it was answered here (``400`` for a bad
+    first line, ``403``/``500`` from :func:`~binrpc.server._routing.route`)."""
     try:
         parsed = parse_fifo_request(raw)
     except FifoRequestError as exc:
-        request.reply(render_status(400, str(exc)))
+        sink(render_status(400, str(exc)))
         return None
     return fifo_route(
-        request, parsed, routing, info, peer=peer, handle=handle, max_reply_size=max_reply_size
+        parsed, sink, routing, info, peer=peer, handle=handle, max_reply_size=max_reply_size
     )
 
 
 def fifo_route(
-    request: Request,
     parsed: FifoRequest,
+    sink: Callable[[bytes], object],
     routing: Routing,
     info: ServerInfo | None,
     *,
     peer: str,
     handle: object = None,
     max_reply_size: int | None = None,
-) -> Request | None:
-    """Route a parsed request and give ``request`` its method and context; None when it was
-    answered here (refused, not found)."""
+) -> Call | None:
+    """Route a parsed request: the call to run, or None when it was answered here (refused,
+    not found)."""
     method = route(routing, parsed.method, peer)
     if isinstance(method, int):
         if method == REFUSED:
-            request.reply(render_status(REFUSED, refusal_text(parsed.method)))
+            sink(render_status(REFUSED, refusal_text(parsed.method)))
         else:
-            request.reply(render_status(method, f"Command '{parsed.method}' not found"))
+            sink(render_status(method, f"Command '{parsed.method}' not found"))
         return None
-    request.method = method
-    request.ctx = FifoContext(
+    ctx = FifoContext(
         parsed,
-        request.reply,
+        sink,
         registry=routing.methods,
         server=info,
         connection=handle,
         max_reply_size=max_reply_size,
     )
-    return request
+    return method, ctx
 
 
 class FifoConnection(ServerConnection):
@@ -116,31 +118,22 @@ class FifoConnection(ServerConnection):
         handle: object = None,
         peer: str = "",
     ) -> None:
-        super().__init__(max_pending=max_pending, handle=handle, peer=peer)
-        self._framer = FifoFramer(max_request_size)
+        framer = FifoFramer(max_request_size)
+        super().__init__(
+            framer, framer.next_request, max_pending=max_pending, handle=handle, peer=peer
+        )
         self._routing = routing
         self._info = info
 
-    def _feed(self, data: bytes) -> None:
-        self._framer.feed(data)
+    def _bad_stream(self, exc: RemoteProtocolError) -> None:
+        # FifoTooLarge: more than the limit buffered without an empty line ("buffer overrun")
+        log.warning("%s: %s from %s; closing", self._routing.where, exc, self.peer)
+        self.abort()
 
-    @property
-    def buffered(self) -> int:
-        return self._framer.buffered
-
-    def _next_request(self) -> Request | bool:
-        try:
-            raw = self._framer.next_request()
-        except FifoTooLarge as exc:
-            log.warning("%s: %s from %s; closing", self._routing.where, exc, self.peer)
-            self.abort()
-            return False
-        if raw is None:
-            return False
-        request = fifo_request(
-            self, self._issue(), raw, self._routing, self._info, peer=self.peer, handle=self.handle
+    def _request(self, item: Any) -> Call | None:
+        return fifo_request(
+            item, self._issue()[0], self._routing, self._info, peer=self.peer, handle=self.handle
         )
-        return True if request is None else request
 
 
 class FifoDatagram(DatagramReplies):
@@ -158,19 +151,18 @@ class FifoDatagram(DatagramReplies):
         self._info = info
         self.max_reply_size = max_reply_size
 
-    def receive_data(self, data: bytes, addr: Any) -> list[Request]:
+    def receive_data(self, data: bytes, addr: Any) -> list[Call]:
         """One datagram from ``addr``: its request to run (none: answered here)."""
         raw = datagram_request(data)
         if raw is None:
-            Request(self, addr).reply(render_status(400, INCOMPLETE_DATAGRAM))
+            self.send_reply(addr, render_status(400, INCOMPLETE_DATAGRAM))
             return []
-        request = fifo_request(
-            self,
-            addr,
+        call = fifo_request(
             raw,
+            self._sinks(addr)[0],
             self._routing,
             self._info,
             peer=str(addr),
             max_reply_size=self.max_reply_size,
         )
-        return [] if request is None else [request]
+        return [] if call is None else [call]

@@ -3,18 +3,17 @@
 A connection object never touches a socket, a timer or the event loop; its shell
 (:mod:`binrpc.server._conn`) moves bytes and runs timers::
 
-    for request in conn.receive_data(data):      # the complete requests, one at a time
-        pending = call_method(request.method, request.ctx)   # the reply reaches conn
-        if conn.write_due:                        # a large reply, or much gathered output
+    conn.on_reply = sync                         # a late reply (async handler) is due
+    for method, ctx in conn.receive_data(data):  # the complete requests, one at a time
+        call_method(method, ctx)                 # the context hands the reply to conn
+        if conn.write_due:                       # a large reply, or much gathered output
             write(conn.data_to_send())
-    write(conn.data_to_send())
-    then: close_expected -> close; abort_expected -> abort; want_read -> pause/resume
-    reading; can_resume -> soon: for request in conn.resume(): ...
+    sync(): write(conn.data_to_send()); close_expected -> close; abort_expected -> abort;
+        want_read -> pause/resume reading; can_resume -> soon: conn.resume(), as above
 
-The request's context sends its reply with :meth:`Request.reply` (the shell need not: a
-synchronous handler has replied when ``call_method`` returns); replies may come in any order,
-the connection puts each in its request's place. ``Request.on_reply`` lets the shell hear
-about a reply that comes later (an async handler), to write it out.
+Each request's context has sinks that hand its reply in (:meth:`ServerConnection.send_reply`
+with the request's position); replies may come in any order, the connection puts each in
+its place. A synchronous handler has replied when ``call_method`` returns.
 
 States (``conn.state``) and transitions; the theory of operation is in docs/architecture.md:
 
@@ -37,11 +36,12 @@ the FIFO text protocol; both are :class:`ServerConnection`. The datagram flavour
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
-from .._errors import DecodeError, PacketTooLarge
+from .._codec import BodyReader, MsgType, Packet, encode_fault, parse_packet, parse_request
+from .._errors import DecodeError, PacketTooLarge, RemoteProtocolError
 from .._framing import StreamFramer
 from .._rpc import BinrpcContext, Buffer, Method, RpcContext, RpcLimits, ServerInfo
 from ._routing import REFUSED, Routing, refusal_text, route
@@ -52,11 +52,14 @@ __all__ = [
     "CLOSING",
     "CORRUPTED_FAULT",
     "OPEN",
+    "Answer",
     "BinrpcConnection",
     "BinrpcDatagram",
+    "Call",
     "DatagramReplies",
-    "Request",
+    "ReplySlot",
     "ServerConnection",
+    "binrpc_request",
 ]
 
 CORRUPTED_FAULT: Final = encode_fault(400, "bad request: corrupted packet", 0)
@@ -76,71 +79,91 @@ of the read, so that a client that does not read pauses the loop (pause_writing)
 making the server build every reply."""
 
 
+Call = tuple[Method, RpcContext]
+"""A request to run: ``call_method(method, ctx)``; the context hands the reply in."""
+
+
+class Framer(Protocol):
+    """What a connection needs of its framer (:class:`~binrpc.StreamFramer`,
+    :class:`~binrpc._fifo.FifoFramer`)."""
+
+    @property
+    def buffered(self) -> int: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+
 class ReplyTarget(Protocol):
-    """Where a :class:`Request` hands its reply: its connection."""
+    """Where a reply sink hands the reply of the request at ``key``."""
 
-    def send_reply(self, request: Request, data: Buffer) -> None: ...
+    def send_reply(self, key: Any, data: Buffer) -> None: ...
 
-    def send_reply_chunks(self, request: Request, chunks: list[Buffer]) -> None: ...
+    def send_reply_chunks(self, key: Any, chunks: list[Buffer]) -> None: ...
 
 
-class Request:
-    """One request to run: ``call_method(request.method, request.ctx)``.
+class ReplySlot:
+    """The sink of one request whose reply needs its place named: a request behind another
+    one still in progress (streams), or a datagram's sender (``key``: the address)."""
 
-    Attributes:
-        key: the reply's place: its position on a stream, the sender's address on a
-            datagram listener.
-        method: the handler (None only for a request answered without running).
-        ctx: its context; the context's sink is :meth:`reply`.
-        on_reply: called after a reply was handed in, if set: the shell sets it when the
-            reply comes later (an async handler) and must be written then.
-    """
-
-    __slots__ = ("_target", "ctx", "key", "method", "on_reply")
+    __slots__ = ("_target", "key")
 
     def __init__(self, target: ReplyTarget, key: Any) -> None:
         self._target = target
         self.key = key
-        self.method: Method | None = None
-        self.ctx: RpcContext | None = None
-        self.on_reply: Any = None
 
     def reply(self, data: Buffer) -> None:
-        """The whole reply (the context's sink)."""
-        self._target.send_reply(self, data)
-        if self.on_reply is not None:
-            self.on_reply()
+        """The whole reply (a context's sink)."""
+        self._target.send_reply(self.key, data)
 
     def reply_chunks(self, chunks: list[Buffer]) -> None:
         """The whole reply as buffers to send in order (a large value, not copied)."""
-        self._target.send_reply_chunks(self, chunks)
-        if self.on_reply is not None:
-            self.on_reply()
+        self._target.send_reply_chunks(self.key, chunks)
+
+
+Sinks = tuple[Callable[[Buffer], None], Callable[[list[Buffer]], None]]
+Routed = tuple[Method, str, BodyReader]
 
 
 class ServerConnection(abc.ABC):
     """One stream connection, sans I/O: requests in order, replies out in order.
 
-    Subclasses cut and parse requests (:meth:`_next_request`) with :meth:`_issue` and
-    :meth:`_answer`; everything else (order, the pending cap, back-pressure, closing) is here.
+    Subclasses cut and parse requests (:meth:`_next_request`), taking each request's reply
+    sinks from :meth:`_issue` (or answering it in place with :meth:`_answer`); everything
+    else (order, the pending cap, back-pressure, closing) is here.
 
     Args:
+        framer: the subclass's framer (fed by :meth:`receive_data`).
         max_pending: requests that may be in progress or have a reply waiting to be written
             (``max_pending_per_connection``); at the cap no request is handed out.
         handle: what handlers see as ``ctx.connection`` (the shell).
         peer: the client, for log lines.
     """
 
-    def __init__(self, *, max_pending: int, handle: object = None, peer: str = "") -> None:
+    def __init__(
+        self,
+        framer: Framer,
+        cut: Callable[[], Any],
+        *,
+        max_pending: int,
+        handle: object = None,
+        peer: str = "",
+    ) -> None:
+        self._framer = framer
+        self._cut = cut
         self.max_pending = max_pending
         self.handle = handle
         self.peer = peer
+        self.on_reply: Callable[[], object] | None = None
+        """Called after a reply arrived outside an iteration of :meth:`receive_data` /
+        :meth:`resume` (the late reply of an async handler): the shell writes it out."""
         self.state: str = OPEN
         self.write_paused = False
         """The shell said pause_writing (the client does not read)."""
         self.stalled = False
         """Requests were left buffered (write paused, or the cap): no reading until
         :meth:`resume`."""
+        self.want_read = True
+        """True while the shell should read: open, not stalled, the client reading."""
         self.write_due = False
         """The gathered output should be written now, before the next request runs."""
         self._issued = 0  # requests handed out (or answered) so far: the next one's position
@@ -148,24 +171,27 @@ class ServerConnection(abc.ABC):
         self._held: dict[int, list[Buffer]] = {}  # replies waiting for an earlier one
         self._out: list[Buffer] = []  # replies in order, not yet given to the shell
         self._out_size = 0
+        self._serving = False  # inside an iteration: replies are gathered, not announced
+        # the sinks of a request with nothing before it: its reply is in order whenever it
+        # comes (nothing after it can pass it), so it needs no place of its own
+        self._head_sinks: Sinks = (self._reply_head, self._reply_head_chunks)
 
     # -- input ------------------------------------------------------------------------------
     @abc.abstractmethod
-    def _feed(self, data: bytes) -> None:
-        """Buffer ``data`` in the framer."""
+    def _request(self, item: Any) -> Call | None:
+        """Parse one request the framer cut: the :data:`Call` to run, or None when it was
+        answered here (a fault; the subclass may also have closed the stream)."""
 
     @abc.abstractmethod
-    def _next_request(self) -> Request | bool:
-        """Cut and parse the next request: a :class:`Request` to run, True when one was
-        answered here (a fault) and the next may follow, False to stop (no complete request
-        is buffered, or the stream is ending)."""
+    def _bad_stream(self, exc: RemoteProtocolError) -> None:
+        """The framer cannot go on (``exc``): close or abort, answering what is due."""
 
     @property
-    @abc.abstractmethod
     def buffered(self) -> int:
         """Bytes received and not yet cut into requests."""
+        return self._framer.buffered
 
-    def receive_data(self, data: bytes) -> Iterator[Request]:
+    def receive_data(self, data: bytes) -> Iterator[Call]:
         """Take bytes from the stream; returns the complete requests, to run in order.
 
         The requests are cut one by one as the caller iterates: a reply that pauses writing
@@ -175,38 +201,56 @@ class ServerConnection(abc.ABC):
         """
         if self.state is not OPEN:
             return iter(())
-        self._feed(data)
+        self._framer.feed(data)
         return self._requests()
 
-    def resume(self) -> Iterator[Request]:
+    def resume(self) -> Iterator[Call]:
         """Go on with the requests left buffered by a stall (when ``can_resume``)."""
         self.stalled = False
+        self._check_reading()
         return self._requests()
 
-    def _requests(self) -> Iterator[Request]:
-        while self.state is OPEN:
-            if self.write_paused or self._issued - self._done >= self.max_pending:
-                self.stalled = True
-                return
-            request = self._next_request()
-            if request is False:
-                return
-            if request is not True:
-                yield request
+    def _requests(self) -> Iterator[Call]:
+        self._serving = True
+        cut = self._cut
+        try:
+            while self.state is OPEN:
+                if self.write_paused or self._issued - self._done >= self.max_pending:
+                    self.stalled = True
+                    self.want_read = False
+                    return
+                try:
+                    item = cut()
+                except RemoteProtocolError as exc:
+                    self._bad_stream(exc)
+                    return
+                if item is None:
+                    return
+                call = self._request(item)
+                if call is not None:
+                    yield call
+        finally:
+            self._serving = False
+
+    def _check_reading(self) -> None:
+        self.want_read = self.state is OPEN and not self.stalled and not self.write_paused
 
     def receive_eof(self) -> None:
         """The client will send nothing more: the requests read are still answered."""
         self.close()
 
-    def _issue(self) -> int:
-        """The position of the next request (for subclasses)."""
+    def _issue(self) -> Sinks:
+        """Give the next request its place; its reply sinks (for subclasses)."""
         seq = self._issued
         self._issued = seq + 1
-        return seq
+        if seq == self._done:
+            return self._head_sinks
+        slot = ReplySlot(self, seq)
+        return slot.reply, slot.reply_chunks
 
     def _answer(self, data: Buffer) -> None:
         """Answer the next request without running anything (for subclasses: a fault)."""
-        self.send_reply(Request(self, self._issue()), data)
+        self._issue()[0](data)
 
     def _answer_and_close(self, data: Buffer) -> None:
         """Answer the next request, then read no more (a stream that cannot go on)."""
@@ -214,35 +258,45 @@ class ServerConnection(abc.ABC):
         self.close()
 
     # -- replies ----------------------------------------------------------------------------
-    def send_reply(self, request: Request, data: Buffer) -> None:
-        """Hand in the whole reply of ``request``, in any order."""
+    def send_reply(self, key: int, data: Buffer) -> None:
+        """Hand in the whole reply of the request at position ``key``, in any order (the
+        contexts' sinks do)."""
+        if key == self._done:
+            self._reply_head(data)
+        elif self.state is not CLOSED and self.state is not ABORT:
+            self._held[key] = [data]
+
+    def send_reply_chunks(self, key: int, chunks: list[Buffer]) -> None:
+        """Hand in a reply as buffers (a large value): due at once when it is in order."""
+        if key == self._done:
+            self._reply_head_chunks(chunks)
+        elif self.state is not CLOSED and self.state is not ABORT:
+            self._held[key] = chunks
+
+    def _reply_head(self, data: Buffer) -> None:
+        """The reply of the first request not yet answered: to the output."""
         if self.state is CLOSED or self.state is ABORT:
-            return
-        seq = request.key
-        if seq != self._done:
-            self._held[seq] = [data]
             return
         self._out.append(data)
         self._out_size += len(data)
-        self._done = seq + 1
+        self._done += 1
         if self._held:
             self._release()
         if self._out_size > OUT_LIMIT:
             self.write_due = True
+        if not self._serving and self.on_reply is not None:
+            self.on_reply()
 
-    def send_reply_chunks(self, request: Request, chunks: list[Buffer]) -> None:
-        """Hand in a reply as buffers (a large value): written as soon as it is in order."""
+    def _reply_head_chunks(self, chunks: list[Buffer]) -> None:
         if self.state is CLOSED or self.state is ABORT:
             return
-        seq = request.key
-        if seq != self._done:
-            self._held[seq] = chunks
-            return
         self._out += chunks
-        self._done = seq + 1
+        self._done += 1
         if self._held:
             self._release()
-        self.write_due = True
+        self.write_due = True  # a large reply: written before the next request runs
+        if not self._serving and self.on_reply is not None:
+            self.on_reply()
 
     def _release(self) -> None:
         """Move the held replies that are now in order to the output."""
@@ -274,11 +328,6 @@ class ServerConnection(abc.ABC):
 
     # -- decisions --------------------------------------------------------------------------
     @property
-    def want_read(self) -> bool:
-        """True while the shell should read: open, not stalled, the client reading."""
-        return self.state is OPEN and not self.stalled and not self.write_paused
-
-    @property
     def can_resume(self) -> bool:
         """True when stalled requests may go on (the shell calls :meth:`resume`, soon: not
         from inside a write or a reply)."""
@@ -292,12 +341,13 @@ class ServerConnection(abc.ABC):
     @property
     def close_expected(self) -> bool:
         """True when the shell should close (after writing :meth:`data_to_send`): the
-        stream is ending and every reply has been handed out."""
+        stream is ending and every reply has been handed out. Never while OPEN."""
         return self.state is CLOSING and self._issued == self._done
 
     @property
     def abort_expected(self) -> bool:
-        """True when the shell should abort (after writing :meth:`data_to_send`)."""
+        """True when the shell should abort (after writing :meth:`data_to_send`). Never
+        while OPEN."""
         return self.state is ABORT
 
     @property
@@ -310,10 +360,12 @@ class ServerConnection(abc.ABC):
     def pause_writing(self) -> None:
         """The shell's transport buffer is full: hand out no more requests."""
         self.write_paused = True
+        self.want_read = False
 
     def resume_writing(self) -> None:
         """The transport buffer drained (see ``can_resume``)."""
         self.write_paused = False
+        self._check_reading()
 
     def idle(self) -> bool:
         """The shell's ``idle_timeout`` elapsed without a byte: close if nothing is in
@@ -327,19 +379,23 @@ class ServerConnection(abc.ABC):
         """Read no more requests; close once the replies due are out (shutdown, a timeout)."""
         if self.state is OPEN:
             self.state = CLOSING
+            self.want_read = False
 
     def abort(self) -> None:
         """Close now: only the replies already in order are still sent."""
         if self.state is not CLOSED:
             self.state = ABORT
+            self.want_read = False
             self._held.clear()
 
     def connection_lost(self) -> None:
         """The transport is gone: drop everything."""
         self.state = CLOSED
+        self.want_read = False
         self._held.clear()
         self._out.clear()
         self._out_size = 0
+        self.handle = self.on_reply = None  # (no cycle with the shell)
 
 
 def _group(buffers: list[Buffer]) -> list[Buffer]:
@@ -360,8 +416,31 @@ def _group(buffers: list[Buffer]) -> list[Buffer]:
     return writes
 
 
-def _not_found(name: str) -> str:
-    return f"command {name} not found"
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A request answered without running: ``data`` is its fault; ``fatal``: the stream
+    cannot go on after it (the bytes that follow cannot be trusted)."""
+
+    data: bytes
+    fatal: bool = False
+
+
+def binrpc_request(packet: Packet, routing: Routing, peer: str) -> Answer | Routed:
+    """Check and route one binrpc packet: (method, name, reader of the parameters), or the
+    fault to answer: 400 for a packet that is no request or an unreadable method name
+    (fatal on a stream), 403/500 from :func:`~binrpc.server._routing.route`."""
+    cookie = packet.cookie
+    if packet.type != MsgType.REQUEST:
+        return Answer(encode_fault(400, "bad request: corrupted packet", cookie), True)
+    try:
+        name, reader = parse_request(packet.body)
+    except DecodeError as exc:
+        return Answer(encode_fault(400, f"bad request method: {exc.text}", cookie), True)
+    method = route(routing, name, peer)
+    if isinstance(method, int):
+        text = refusal_text(name) if method == REFUSED else f"command {name} not found"
+        return Answer(encode_fault(method, text[:254], cookie))
+    return method, name, reader
 
 
 class BinrpcConnection(ServerConnection):
@@ -391,87 +470,83 @@ class BinrpcConnection(ServerConnection):
         handle: object = None,
         peer: str = "",
     ) -> None:
-        super().__init__(max_pending=max_pending, handle=handle, peer=peer)
-        self._framer = StreamFramer(max_request_size)
+        self._stream = StreamFramer(max_request_size)
+        super().__init__(
+            self._stream,
+            self._stream.next_packet,
+            max_pending=max_pending,
+            handle=handle,
+            peer=peer,
+        )
         self._routing = routing
         self._limits = limits
         self._info = info
         self._packets = 0  # complete packets so far (request_deadline)
 
-    def _feed(self, data: bytes) -> None:
-        self._framer.feed(data)
-
-    @property
-    def buffered(self) -> int:
-        return self._framer.buffered
-
     @property
     def request_deadline(self) -> int | None:
-        if self.state is not OPEN or self.stalled or not self._framer.buffered:
+        if self.state is not OPEN or self.stalled or not self._stream.buffered:
             return None
         return self._packets
 
-    def _next_request(self) -> Request | bool:
-        try:
-            packet = self._framer.next_packet()
-        except PacketTooLarge:
+    def _bad_stream(self, exc: RemoteProtocolError) -> None:
+        if isinstance(exc, PacketTooLarge):
             # ctl: "buffer overrun", close without a reply (and we never buffer it); the
             # replies to the packets before it go out first, as in ctl
             self.abort()
-            return False
-        except DecodeError:
+        else:  # a corrupted header: what follows cannot be framed
             self._answer_and_close(CORRUPTED_FAULT)
-            return False
-        if packet is None:
-            return False
-        self._packets += 1
-        return self._request(packet)
 
-    def _request(self, packet: Packet) -> Request | bool:
-        cookie = packet.cookie
-        if packet.type != MsgType.REQUEST:
-            self._answer_and_close(encode_fault(400, "bad request: corrupted packet", cookie))
-            return False
-        try:
-            name, reader = parse_request(packet.body)
-        except DecodeError as exc:
-            self._answer_and_close(encode_fault(400, f"bad request method: {exc.text}", cookie))
-            return False
-        method = route(self._routing, name, self.peer)
-        if isinstance(method, int):
-            text = refusal_text(name) if method == REFUSED else _not_found(name)
-            self._answer(encode_fault(method, text[:254], cookie))
-            return True
-        request = Request(self, self._issue())
-        request.method = method
-        request.ctx = BinrpcContext(
+    def _request(self, item: Any) -> Call | None:
+        packet: Packet = item
+        self._packets += 1
+        request = binrpc_request(packet, self._routing, self.peer)
+        if isinstance(request, Answer):
+            if request.fatal:
+                self._answer_and_close(request.data)
+            else:
+                self._answer(request.data)
+            return None
+        method, name, reader = request
+        sink, chunk_sink = self._issue()
+        ctx = BinrpcContext(
             reader,
-            cookie,
-            request.reply,
+            packet.cookie,
+            sink,
             self._limits,
             method=name,
             registry=self._routing.methods,
             server=self._info,
             connection=self.handle,
-            chunk_sink=request.reply_chunks,
+            chunk_sink=chunk_sink,
         )
-        return request
+        return method, ctx
 
 
 class DatagramReplies:
-    """The output of a datagram listener: each reply to its sender, in one datagram."""
+    """The output of a datagram listener: each reply to its sender, in one datagram.
+
+    ``on_reply`` (set by the shell) is called after each reply: datagrams are sent at once.
+    """
 
     def __init__(self) -> None:
         self._out: list[tuple[Buffer, Any]] = []
+        self.on_reply: Callable[[], object] | None = None
 
-    def send_reply(self, request: Request, data: Buffer) -> None:
-        """The reply datagram of ``request``. An unbound unix datagram sender has no address
-        and cannot get it (ctl logs the same): dropped."""
-        if request.key:
-            self._out.append((data, request.key))
+    def _sinks(self, addr: Any) -> Sinks:
+        slot = ReplySlot(self, addr)
+        return slot.reply, slot.reply_chunks
 
-    def send_reply_chunks(self, request: Request, chunks: list[Buffer]) -> None:
-        self.send_reply(request, b"".join(chunks))
+    def send_reply(self, key: Any, data: Buffer) -> None:
+        """The reply datagram to ``key`` (the sender's address). An unbound unix datagram
+        sender has no address and cannot get it (ctl logs the same): dropped."""
+        if key:
+            self._out.append((data, key))
+            if self.on_reply is not None:
+                self.on_reply()
+
+    def send_reply_chunks(self, key: Any, chunks: list[Buffer]) -> None:
+        self.send_reply(key, b"".join(chunks))
 
     def data_to_send(self) -> list[tuple[Buffer, Any]]:
         """The datagrams to send now: (data, address)."""
@@ -503,39 +578,28 @@ class BinrpcDatagram(DatagramReplies):
         self._info = info
         self.max_reply_size = max_reply_size
 
-    def receive_data(self, data: bytes, addr: Any) -> list[Request]:
+    def receive_data(self, data: bytes, addr: Any) -> list[Call]:
         """One datagram from ``addr``: its request to run (none: answered or ignored)."""
         try:
             packet = parse_packet(data)
         except DecodeError:
-            Request(self, addr).reply(CORRUPTED_FAULT)
+            self.send_reply(addr, CORRUPTED_FAULT)
             return []
         if packet is None:
             return []  # incomplete: ignored, as ctl does
-        cookie = packet.cookie
-        request = Request(self, addr)
-        if packet.type != MsgType.REQUEST:
-            request.reply(encode_fault(400, "bad request: corrupted packet", cookie))
+        request = binrpc_request(packet, self._routing, "a datagram client")
+        if isinstance(request, Answer):
+            self.send_reply(addr, request.data)
             return []
-        try:
-            name, reader = parse_request(packet.body)
-        except DecodeError as exc:
-            request.reply(encode_fault(400, f"bad request method: {exc.text}", cookie))
-            return []
-        method = route(self._routing, name, "a datagram client")
-        if isinstance(method, int):
-            text = refusal_text(name) if method == REFUSED else _not_found(name)
-            request.reply(encode_fault(method, text[:254], cookie))
-            return []
-        request.method = method
-        request.ctx = BinrpcContext(
+        method, name, reader = request
+        ctx = BinrpcContext(
             reader,
-            cookie,
-            request.reply,
+            packet.cookie,
+            self._sinks(addr)[0],
             self._limits,
             method=name,
             registry=self._routing.methods,
             server=self._info,
             max_reply_size=self.max_reply_size,
         )
-        return [request]
+        return [(method, ctx)]

@@ -3,8 +3,8 @@
 They move bytes and run timers; every decision is the sans-I/O connection's
 (:mod:`binrpc.server._protocol`, :mod:`binrpc.server._fifo_protocol`): which requests run,
 in which order the replies leave, when to stop reading, when to close. Handlers run through
-:func:`~binrpc.server._calls.run_request`: synchronous ones inline in ``data_received``,
-async ones as server tasks.
+``call_method``: synchronous ones inline in ``data_received``, async ones as server tasks
+(:func:`~binrpc.server._calls.spawn_call`, which also applies ``call_timeout``).
 
 The replies of one ``data_received`` call are gathered and written at its end (64 pipelined
 requests: one send() instead of 64), unless the connection says ``write_due`` (a large reply,
@@ -17,34 +17,33 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from .._rpc import call_method
 from ._access import ListenerPolicy, peer_creds
 from ._calls import run_call, spawn_call
-from ._context import ServerContext
+from ._context import ListenerView, ServerContext
 from ._fifo_protocol import FifoConnection, FifoDatagram
 from ._protocol import CLOSED, OPEN, BinrpcConnection, BinrpcDatagram, Call, ServerConnection
 from ._routing import Routing
-
-if TYPE_CHECKING:
-    from ._server import Listener
 
 __all__ = ["DatagramEndpoint", "StreamConnection", "binrpc_stream", "fifo_stream"]
 
 log = logging.getLogger("binrpc.server")
 
-StreamFactory = Callable[[ServerContext, "Listener", object], ServerConnection]
+StreamFactory = Callable[[ServerContext, ListenerView, object], ServerConnection]
 """Makes a connection's sans-I/O object: (server, listener, the shell as ``ctx.connection``)."""
 
 
-def listener_routing(server: ServerContext, listener: Listener) -> Routing:
+def listener_routing(server: ServerContext, listener: ListenerView) -> Routing:
     """What ``listener`` serves (its own method table, or the server's)."""
     methods = server.methods if listener.methods is None else listener.methods
     return Routing(methods, listener.method_filter, str(listener.address))
 
 
-def binrpc_stream(server: ServerContext, listener: Listener, handle: object) -> ServerConnection:
+def binrpc_stream(
+    server: ServerContext, listener: ListenerView, handle: object
+) -> ServerConnection:
     options = server.options
     return BinrpcConnection(
         listener_routing(server, listener),
@@ -56,7 +55,7 @@ def binrpc_stream(server: ServerContext, listener: Listener, handle: object) -> 
     )
 
 
-def fifo_stream(server: ServerContext, listener: Listener, handle: object) -> ServerConnection:
+def fifo_stream(server: ServerContext, listener: ListenerView, handle: object) -> ServerConnection:
     options = server.options
     return FifoConnection(
         listener_routing(server, listener),
@@ -73,7 +72,7 @@ class StreamConnection(asyncio.Protocol):
     :class:`~binrpc.server._protocol.ServerConnection` (``self.protocol``)."""
 
     def __init__(
-        self, server: ServerContext, listener: Listener, factory: StreamFactory = binrpc_stream
+        self, server: ServerContext, listener: ListenerView, factory: StreamFactory = binrpc_stream
     ) -> None:
         self.server = server
         self.listener = listener
@@ -181,6 +180,7 @@ class StreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.protocol.receive_eof()
+        self._reading = False  # nothing more comes (and a TLS transport cannot pause now)
         # keep the write side open while replies are pending
         return self.protocol.pending > 0
 
@@ -240,7 +240,7 @@ class StreamConnection(asyncio.Protocol):
     def _set_reading(self) -> None:
         want = self.protocol.want_read
         transport = self.transport
-        if want is self._reading or transport is None or self.protocol.state is CLOSED:
+        if want is self._reading or transport is None or transport.is_closing():
             return
         self._reading = want
         try:
@@ -320,7 +320,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     one request per datagram, one reply datagram."""
 
     def __init__(
-        self, server: ServerContext, listener: Listener, max_reply_size: int, fifo: bool = False
+        self, server: ServerContext, listener: ListenerView, max_reply_size: int, fifo: bool = False
     ) -> None:
         self.server = server
         self.listener = listener

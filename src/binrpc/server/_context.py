@@ -1,16 +1,55 @@
-"""The narrow view of the server that its connections and listeners get."""
+"""The narrow views that connections and listeners get of the server and of their
+listener (never the whole :class:`~binrpc.server.Server` or its ``Listener``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._rpc import MethodTable, RpcLimits, ServerInfo
 
 if TYPE_CHECKING:
+    from .._address import Address
+    from ._access import ListenerPolicy, MethodFilter, RefusalLog
     from ._options import ServerOptions
 
-__all__ = ["ServerContext"]
+__all__ = ["ListenerView", "ServerContext"]
+
+
+class ListenerView(Protocol):
+    """What a connection or a listener's reader uses of its listener."""
+
+    @property
+    def address(self) -> Address:
+        """The address as configured (for log lines and ``ctl.who``)."""
+
+    @property
+    def payload(self) -> str:
+        """``binrpc`` or ``fifo``."""
+
+    @property
+    def policy(self) -> ListenerPolicy:
+        """The access rules."""
+
+    @property
+    def methods(self) -> Any:
+        """The listener's method table, or None for the server's."""
+
+    @property
+    def method_filter(self) -> MethodFilter | None:
+        """The policy's method rules, or None."""
+
+    @property
+    def refusals(self) -> RefusalLog | None:
+        """The rate-limited log of refused peers."""
+
+    @property
+    def local_host(self) -> str:
+        """The local address (``ctl.who``)."""
+
+    @property
+    def local_port(self) -> str:
+        """The local port (``ctl.who``)."""
 
 
 class ServerContext(Protocol):

@@ -21,12 +21,11 @@ from .._fifo import FifoFramer, FifoRequestError, FifoTooLarge, parse_fifo_reque
 from .._rpc import Buffer
 from ._calls import run_call
 from ._conn import listener_routing
-from ._context import ServerContext
+from ._context import ListenerView, ServerContext
 from ._fifo_protocol import fifo_route
 from ._protocol import ReplySlot
 
 if TYPE_CHECKING:
-    from ._server import Listener
     from ._sockets import OpenedFifo
 
 __all__ = ["REPLY_OPEN_RETRIES", "REPLY_RETRY_WAIT", "FifoFileReader", "write_reply_fifo"]
@@ -55,7 +54,7 @@ class FifoFileReader:
     ``fifo_partial_timeout``.
     """
 
-    def __init__(self, server: ServerContext, listener: Listener, opened: OpenedFifo) -> None:
+    def __init__(self, server: ServerContext, listener: ListenerView, opened: OpenedFifo) -> None:
         self.server = server
         self.listener = listener
         self.opened = opened

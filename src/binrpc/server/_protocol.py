@@ -127,12 +127,15 @@ Routed = tuple[Method, str, BodyReader]
 class ServerConnection(abc.ABC):
     """One stream connection, sans I/O: requests in order, replies out in order.
 
-    Subclasses cut and parse requests (:meth:`_next_request`), taking each request's reply
-    sinks from :meth:`_issue` (or answering it in place with :meth:`_answer`); everything
-    else (order, the pending cap, back-pressure, closing) is here.
+    Subclasses parse what their framer cuts (:meth:`_request`, :meth:`_bad_stream`), taking
+    each request's reply sinks from :meth:`_issue` (or answering it in place with
+    :meth:`_answer`); everything else (order, the pending cap, back-pressure, closing) is
+    here.
 
     Args:
         framer: the subclass's framer (fed by :meth:`receive_data`).
+        cut: the framer's "next complete request, or None" (it raises
+            :class:`~binrpc.RemoteProtocolError` when the stream cannot be framed).
         max_pending: requests that may be in progress or have a reply waiting to be written
             (``max_pending_per_connection``); at the cap no request is handed out.
         handle: what handlers see as ``ctx.connection`` (the shell).

@@ -22,7 +22,7 @@ from .._rpc import Buffer
 from ._calls import run_call
 from ._conn import listener_routing
 from ._context import ListenerView, ServerContext
-from ._fifo_protocol import fifo_route
+from ._fifo_protocol import fifo_request
 from ._protocol import ReplySlot
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class FifoFileReader:
             log.warning("%s: invalid request, no reply sent: %s", self.name, exc)
             return
         sink = ReplySlot(self, (parsed.reply_name, parsed.method)).reply
-        call = fifo_route(parsed, sink, self._routing, self.server.info, peer="a FIFO writer")
+        call = fifo_request(parsed, sink, self._routing, self.server.info, peer="a FIFO writer")
         if call is not None:
             run_call(self.server, call)
 

@@ -38,7 +38,6 @@ __all__ = [
     "FifoConnection",
     "FifoDatagram",
     "fifo_request",
-    "fifo_route",
 ]
 
 log = logging.getLogger("binrpc.server.fifo")
@@ -47,7 +46,7 @@ INCOMPLETE_DATAGRAM: Final = "incomplete request (no empty line at its end): not
 
 
 def fifo_request(
-    raw: bytes,
+    request: bytes | FifoRequest,
     sink: Callable[[bytes], object],
     routing: Routing,
     info: ServerInfo | None,
@@ -56,40 +55,25 @@ def fifo_request(
     handle: object = None,
     max_reply_size: int | None = None,
 ) -> Call | None:
-    """Parse and route the request ``raw``: the :data:`~binrpc.server._protocol.Call` to run
-    (its context replies to ``sink``), or None when it was answered here (``400`` for a bad
-    first line, ``403``/``500`` from :func:`~binrpc.server._routing.route`)."""
-    try:
-        parsed = parse_fifo_request(raw)
-    except FifoRequestError as exc:
-        sink(render_status(400, str(exc)))
-        return None
-    return fifo_route(
-        parsed, sink, routing, info, peer=peer, handle=handle, max_reply_size=max_reply_size
-    )
-
-
-def fifo_route(
-    parsed: FifoRequest,
-    sink: Callable[[bytes], object],
-    routing: Routing,
-    info: ServerInfo | None,
-    *,
-    peer: str,
-    handle: object = None,
-    max_reply_size: int | None = None,
-) -> Call | None:
-    """Route a parsed request: the call to run, or None when it was answered here (refused,
-    not found)."""
-    method = route(routing, parsed.method, peer)
+    """Parse (given the raw bytes) and route one request: the
+    :data:`~binrpc.server._protocol.Call` to run (its context replies to ``sink``), or None
+    when it was answered here: ``400`` for a bad first line, ``403``/``500`` from
+    :func:`~binrpc.server._routing.route`."""
+    if isinstance(request, bytes):
+        try:
+            request = parse_fifo_request(request)
+        except FifoRequestError as exc:
+            sink(render_status(400, str(exc)))
+            return None
+    method = route(routing, request.method, peer)
     if isinstance(method, int):
         if method == REFUSED:
-            sink(render_status(REFUSED, refusal_text(parsed.method)))
+            sink(render_status(REFUSED, refusal_text(request.method)))
         else:
-            sink(render_status(method, f"Command '{parsed.method}' not found"))
+            sink(render_status(method, f"Command '{request.method}' not found"))
         return None
     ctx = FifoContext(
-        parsed,
+        request,
         sink,
         registry=routing.methods,
         server=info,

@@ -90,7 +90,8 @@ def test_non_reader_pauses_dispatch_and_is_served_once_it_reads(endpoints: Endpo
         time.sleep(0.3)
         conn = _connection(st)
         # the loop stopped: most requests are still unread in the framer
-        state = st.call_in_loop(lambda: (conn._write_paused, conn._stalled, conn.framer.buffered))  # type: ignore[attr-defined]
+        p = conn.protocol  # type: ignore[attr-defined]
+        state = st.call_in_loop(lambda: (p.write_paused, p.stalled, p.buffered))
         assert state[0] and state[1] and state[2] > 0, state
         for i in range(n):  # now read: every reply comes, in order
             values = _reply(c, i + 1, 5.0)
@@ -159,7 +160,7 @@ def test_pending_cap_counts_replies_queued_behind_an_async_one(endpoints: Endpoi
         c.send(burst)
         time.sleep(0.1)
         conn = _connection(st)
-        queued = st.call_in_loop(lambda: (len(conn._queue), conn._stalled))  # type: ignore[attr-defined]
+        queued = st.call_in_loop(lambda: (conn.protocol.pending, conn.protocol.stalled))  # type: ignore[attr-defined]
         assert queued == (4, True), queued
         assert _reply(c, 1) == ["slow"]
         for i in range(20):

@@ -155,6 +155,30 @@ async def test_a_corrupted_packet_closes_after_the_replies_due() -> None:
     assert transport.closed
 
 
+class EndedTlsTransport(CountingTransport):
+    """A TLS transport after the peer's close_notify: pausing it fails (asyncio's
+    _SSLProtocolTransport has lost its protocol) until connection_lost comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eof = False
+
+    def pause_reading(self) -> None:
+        if self.eof:
+            raise AttributeError("'NoneType' object has no attribute '_pause_reading'")
+
+
+async def test_shutdown_after_eof_does_not_touch_the_reading_side() -> None:
+    conn = StreamConnection(serve(None, "unixs:/nonexistent/x.sock"), _Listener())  # type: ignore[arg-type]
+    transport = EndedTlsTransport()
+    conn.connection_made(transport)
+    conn.data_received(encode_request("core.echo", ["a"], 1))
+    transport.eof = True
+    assert conn.eof_received() is False  # nothing pending: the transport may close
+    conn.shutdown()  # server shutdown before connection_lost: no exception
+    assert _cookies(transport.writes[0]) == [1]
+
+
 # --------------------------------------------------------------------------------------------
 # order around async handlers, on real sockets
 

@@ -1,19 +1,14 @@
-"""asyncio protocols: one per stream connection, one per datagram listener.
+"""asyncio shells: one per stream connection, one per datagram listener.
 
-They move bytes only: framing is :class:`~binrpc.StreamFramer` / :func:`~binrpc.parse_packet`,
-requests are run by :func:`~binrpc._rpc.call_method` on a :class:`~binrpc._rpc.BinrpcContext`.
-Synchronous handlers run inline in ``data_received``; only async handlers get a Task.
+They move bytes and run timers; every decision is the sans-I/O connection's
+(:mod:`binrpc.server._protocol`, :mod:`binrpc.server._fifo_protocol`): which requests run,
+in which order the replies leave, when to stop reading, when to close. Handlers run through
+``call_method``: synchronous ones inline in ``data_received``, async ones as server tasks
+(:func:`~binrpc.server._calls.spawn_call`, which also applies ``call_timeout``).
 
-Replies on one connection leave in request order. The replies of one ``data_received`` call
-are gathered and written with one ``transport.write`` at its end (64 pipelined requests: one
-send() instead of 64). Only a request behind an unfinished async one needs a reply slot in
-the connection's queue; the others reply straight into the gathered output.
-
-What one connection can make the server hold is bounded: the requests of a read are run
-until the transport asks to pause writing (a large reply, or gathered replies beyond
-``_OUT_LIMIT``, are written at once so that it can), or until ``max_pending_per_connection``
-requests are in progress or queued; then reading stops and the rest stays in the framer
-(and the socket) until the replies drain.
+The replies of one ``data_received`` call are gathered and written at its end (64 pipelined
+requests: one send() instead of 64), unless the connection says ``write_due`` (a large reply,
+or much gathered output): then at once, so that a client that does not read pauses the loop.
 """
 
 from __future__ import annotations
@@ -21,131 +16,75 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
-from .._codec import MsgType, Packet, encode_fault, parse_packet, parse_request
-from .._errors import DecodeError, PacketTooLarge
-from .._rpc import BinrpcContext, Buffer, call_method_with_timeout
+from .._rpc import call_method
 from ._access import ListenerPolicy, peer_creds
+from ._calls import run_call, spawn_call
+from ._context import ListenerView, ServerContext
+from ._fifo_protocol import FifoConnection, FifoDatagram
+from ._protocol import CLOSED, OPEN, BinrpcConnection, BinrpcDatagram, Call, ServerConnection
+from ._routing import Routing
 
-if TYPE_CHECKING:
-    from ._server import Listener, Server
-
-__all__ = ["DatagramEndpoint", "StreamConnection"]
+__all__ = ["DatagramEndpoint", "StreamConnection", "binrpc_stream", "fifo_stream"]
 
 log = logging.getLogger("binrpc.server")
 
-CORRUPTED_FAULT: Final = encode_fault(400, "bad request: corrupted packet", 0)
+StreamFactory = Callable[[ServerContext, ListenerView, object], ServerConnection]
+"""Makes a connection's sans-I/O object: (server, listener, the shell as ``ctx.connection``)."""
 
 
-def dispatch(
-    server: Server,
-    packet: Packet,
-    sink: Callable[[bytes], object],
-    connection: StreamConnection | None,
-    max_reply_size: int | None,
-    *,
-    chunk_sink: Callable[[list[Buffer]], object] | None = None,
-    listener: Listener | None = None,
-) -> tuple[Awaitable[None] | None, BinrpcContext | None, bool]:
-    """Run one request packet.
+def listener_routing(server: ServerContext, listener: ListenerView) -> Routing:
+    """What ``listener`` serves (its own method table, or the server's)."""
+    methods = server.methods if listener.methods is None else listener.methods
+    return Routing(methods, listener.method_filter, str(listener.address))
 
-    Returns (coroutine to schedule or None, the request's context or None when it was refused
-    before reaching a handler, close the stream?).
-    """
-    cookie = packet.cookie
-    if packet.type != MsgType.REQUEST:
-        sink(encode_fault(400, "bad request: corrupted packet", cookie))
-        return None, None, True
-    try:
-        name, reader = parse_request(packet.body)
-    except DecodeError as exc:
-        sink(encode_fault(400, f"bad request method: {exc.text}", cookie))
-        return None, None, True
-    methods = server.methods if listener is None or listener.methods is None else listener.methods
-    method = methods.get(name)
-    if method is None:
-        refuser = listener.method_filter if listener is not None else None
-        if refuser is not None and refuser.refuses(name):
-            assert listener is not None
-            peer = connection.peer[0] if connection is not None else "a datagram client"
-            log.warning("%s: refused method %s from %s", listener.address, name, peer)
-            text = f"method {name} not allowed on this listener"
-            sink(encode_fault(403, text[:254], cookie))
-            return None, None, False
-        text = f"command {name} not found"
-        sink(encode_fault(500, text[:254], cookie))
-        return None, None, False
-    ctx = BinrpcContext(
-        reader,
-        cookie,
-        sink,
+
+def binrpc_stream(
+    server: ServerContext, listener: ListenerView, handle: object
+) -> ServerConnection:
+    options = server.options
+    return BinrpcConnection(
+        listener_routing(server, listener),
         server.limits,
-        method=name,
-        registry=methods,
-        server=server,
-        connection=connection,
-        max_reply_size=max_reply_size,
-        chunk_sink=chunk_sink,
+        server.info,
+        max_request_size=options.max_request_size,
+        max_pending=options.max_pending_per_connection,
+        handle=handle,
     )
-    return call_method_with_timeout(method, ctx, server.options.call_timeout), ctx, False
 
 
-class _Slot:
-    """A reply position in a connection's output queue."""
-
-    __slots__ = ("conn", "data")
-
-    def __init__(self, conn: StreamConnection) -> None:
-        self.conn = conn
-        self.data: list[Buffer] | None = None
-
-    def put(self, data: bytes) -> None:
-        self.data = [data]
-        self.conn._flush()
-
-    def put_chunks(self, chunks: list[Buffer]) -> None:
-        self.data = chunks
-        self.conn._flush()
-
-
-_JOIN_LIMIT: Final = 64 * 1024
-"""Gathered replies up to this size are joined into one write; a bigger buffer (the payload of
-a large reply) is written as it is, without a copy."""
-
-_OUT_LIMIT: Final = 256 * 1024
-"""Gathered replies beyond this size (checked every ``_OUT_CHECK`` requests of a read) are
-written at once instead of at the end of the read, so that a client that does not read
-pauses the dispatch loop (pause_writing) instead of making it build every reply."""
-_OUT_CHECK: Final = 64
+def fifo_stream(server: ServerContext, listener: ListenerView, handle: object) -> ServerConnection:
+    options = server.options
+    return FifoConnection(
+        listener_routing(server, listener),
+        server.info,
+        max_request_size=options.max_request_size,
+        max_pending=options.max_pending_per_connection,
+        handle=handle,
+    )
 
 
 class StreamConnection(asyncio.Protocol):
-    """One accepted TCP or unix stream connection."""
+    """One accepted TCP or unix stream connection (binrpc, or the FIFO protocol with
+    ``factory=fifo_stream``): transport callbacks and timers over a
+    :class:`~binrpc.server._protocol.ServerConnection` (``self.protocol``)."""
 
-    def __init__(self, server: Server, listener: Listener) -> None:
+    def __init__(
+        self, server: ServerContext, listener: ListenerView, factory: StreamFactory = binrpc_stream
+    ) -> None:
         self.server = server
         self.listener = listener
+        self.protocol = factory(server, listener, self)
+        self.protocol.on_reply = self._sync
         self.transport: asyncio.Transport | None = None
-        self.framer = server.new_framer()
         self.peer: tuple[str, str] = ("<anonymous unix socket>", "")
-        # replies waiting for an earlier async reply (that one included), in request order
-        self._queue: deque[_Slot] = deque()
-        # replies due, in order, not yet given to the transport (see _flush)
-        self._out: list[Buffer] = []
-        self._corked = False  # inside data_received: _flush gathers, writes at the end
-        self._write_paused = False  # the transport asked us to pause writing
-        self._stalled = False  # requests left in the framer: write paused or too many pending
-        self._read_paused = False  # we called transport.pause_reading
+        self._reading = True
         self._resume_handle: asyncio.Handle | None = None
-        self._max_pending = server.options.max_pending_per_connection
         self._request_timeout = server.options.request_timeout
         self._request_timer: asyncio.TimerHandle | None = None
-        self._closing = False  # no more requests are read
-        self._closed = False
-        self._eof = False
+        self._deadline: int | None = None  # the protocol's request_deadline the timer is for
         self._write_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
@@ -157,35 +96,38 @@ class StreamConnection(asyncio.Protocol):
         # asyncio.Transport
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        server = self.server
-        if server.closing or len(server.connections) >= server.options.max_connections:
+        if not self.server.add_connection(self):
             # ctl accepts and closes at once: the client sees EOF
-            transport.abort()
-            self._closed = True
+            self._drop(transport)
             return
+        self._registered = True
         sock = transport.get_extra_info("socket")
         proto = self.listener.address.proto
         if proto != "unixs":
             peer = transport.get_extra_info("peername")
             if peer:
                 self.peer = (str(peer[0]), str(peer[1]))
+        self.protocol.peer = self.peer[0]
         policy = self.listener.policy
         if policy.checks_peers and self._refused(transport, sock, policy):
-            transport.abort()
-            self._closed = True
+            self._registered = False
+            self.server.remove_connection(self)
+            self._drop(transport)
             return
-        server.connections[self] = None
-        self._registered = True
         if proto != "unixs" and sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        idle = server.options.idle_timeout
+        idle = self.server.options.idle_timeout
         if idle is not None:
             loop = asyncio.get_running_loop()
             self._last_activity = loop.time()
             self._idle_timer = loop.call_later(idle, self._check_idle)
+
+    def _drop(self, transport: asyncio.Transport) -> None:
+        self.protocol.connection_lost()
+        transport.abort()
 
     def _refused(self, transport: asyncio.Transport, sock: Any, policy: ListenerPolicy) -> bool:
         """Check the peer against the listener's rules; log and return True if refused."""
@@ -215,256 +157,146 @@ class StreamConnection(asyncio.Protocol):
                 return True
         return False
 
-    def _touch(self) -> None:
+    def data_received(self, data: bytes) -> None:
         if self._idle_timer is not None:
             self._last_activity = asyncio.get_running_loop().time()
+        self._serve(self.protocol.receive_data(data))
 
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        self._touch()
-        self.framer.feed(data)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Run the complete requests in the framer, gathering their replies."""
-        framer = self.framer
-        queue = self._queue
-        max_pending = self._max_pending
-        completed = False
-        count = 0
-        self._corked = True
-        try:
-            while not self._closing:
-                if self._write_paused or len(queue) >= max_pending:
-                    self._stall()
-                    return
-                try:
-                    packet = framer.next_packet()
-                except PacketTooLarge:
-                    # ctl: "buffer overrun", close without a reply (and we never buffer it);
-                    # the replies to the packets before it go out first, as in ctl
-                    self._corked = False
-                    self._flush()
-                    self._abort()
-                    return
-                except DecodeError:
-                    self._fault_and_close(CORRUPTED_FAULT)
-                    return
-                if packet is None:
-                    if self._request_timeout is not None:
-                        self._request_deadline(completed)
-                    return
-                completed = True
-                self._run(packet)
-                count += 1
-                if count == _OUT_CHECK:
-                    count = 0
-                    if sum(map(len, self._out)) > _OUT_LIMIT:
-                        self._write_out()
-        finally:
-            self._corked = False
-            self._flush()
-
-    def _stall(self) -> None:
-        """Leave the remaining requests in the framer and stop reading until _resume."""
-        self._stalled = True
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
-        self._pause_reading()
-
-    def _resume_soon(self) -> None:
-        if self._resume_handle is None and not self._closed:
-            self._resume_handle = asyncio.get_running_loop().call_soon(self._resume)
+    def _serve(self, calls: Iterator[Call]) -> None:
+        """Run the requests the protocol hands out, then carry out what it wants."""
+        protocol = self.protocol
+        for method, ctx in calls:
+            pending = call_method(method, ctx)
+            if pending is not None:
+                spawn_call(self.server, pending, ctx)
+            if protocol.write_due:
+                self._write()
+        self._sync()
 
     def _resume(self) -> None:
         self._resume_handle = None
-        if self._closing or self._write_paused or len(self._queue) >= self._max_pending:
+        if self.protocol.can_resume:
+            self._serve(self.protocol.resume())
+
+    def eof_received(self) -> bool:
+        self.protocol.receive_eof()
+        self._reading = False  # nothing more comes (and a TLS transport cannot pause now)
+        # keep the write side open while replies are pending
+        return self.protocol.pending > 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.connection_lost()
+        self._cancel_timers()
+        if self._registered:
+            self._registered = False
+            self.server.remove_connection(self)
+
+    def pause_writing(self) -> None:
+        # the client does not read: stop running and reading its requests, and give it
+        # write_timeout
+        self.protocol.pause_writing()
+        self._set_reading()
+        timeout = self.server.options.write_timeout
+        if timeout is not None and self._write_timer is None:
+            self._write_timer = asyncio.get_running_loop().call_later(timeout, self.abort)
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        self._sync()
+
+    # -- output and the protocol's decisions ------------------------------------------------
+    def _write(self) -> None:
+        transport = self.transport
+        for data in self.protocol.data_to_send():
+            transport.write(data)  # type: ignore[union-attr]
+
+    def _sync(self) -> None:
+        """Carry out what the protocol now wants: write, close or abort, (stop) reading,
+        resume stalled requests soon, the request deadline."""
+        protocol = self.protocol
+        transport = self.transport
+        if transport is None:
             return
-        self._stalled = False
-        self._resume_reading()
-        self._dispatch()
+        for data in protocol.data_to_send():
+            transport.write(data)
+        if protocol.state is not OPEN:  # (close_expected, abort_expected: never while OPEN)
+            if protocol.state is CLOSED:
+                return
+            if protocol.close_expected:
+                transport.close()
+            elif protocol.abort_expected:
+                transport.abort()
+        if protocol.want_read is not self._reading:
+            self._set_reading()
+        if protocol.stalled and protocol.can_resume and self._resume_handle is None:
+            # not from inside a write or a reply: resume_writing runs inside transport.write
+            self._resume_handle = asyncio.get_running_loop().call_soon(self._resume)
+        if self._request_timeout is not None and protocol.request_deadline != self._deadline:
+            self._restart_request_timer(self._request_timeout)
 
-    def _pause_reading(self) -> None:
-        if not self._read_paused and self.transport is not None and not self._closed:
-            self._read_paused = True
-            try:
-                self.transport.pause_reading()
-            except RuntimeError:
-                pass
+    def _set_reading(self) -> None:
+        want = self.protocol.want_read
+        transport = self.transport
+        if want is self._reading or transport is None or transport.is_closing():
+            return
+        self._reading = want
+        try:
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+        except RuntimeError:
+            pass
 
-    def _resume_reading(self) -> None:
-        if self._read_paused and self.transport is not None and not self._closing:
-            self._read_paused = False
-            try:
-                self.transport.resume_reading()
-            except RuntimeError:
-                pass
-
-    def _request_deadline(self, completed: bool) -> None:
-        """request_timeout: armed while a request is partly buffered, restarted for the next
-        request once one completes, cancelled when nothing is buffered."""
-        timer = self._request_timer
-        if self.framer.buffered:
-            if timer is None or completed:
-                if timer is not None:
-                    timer.cancel()
-                timeout = self._request_timeout
-                assert timeout is not None
-                self._request_timer = asyncio.get_running_loop().call_later(
-                    timeout, self._request_expired
-                )
-        elif timer is not None:
-            timer.cancel()
+    def _restart_request_timer(self, timeout: float) -> None:
+        """request_timeout: armed while a request is partly buffered, restarted for each
+        new partial request, cancelled when none is (the protocol's request_deadline)."""
+        self._deadline = deadline = self.protocol.request_deadline
+        if self._request_timer is not None:
+            self._request_timer.cancel()
             self._request_timer = None
+        if deadline is not None:
+            self._request_timer = asyncio.get_running_loop().call_later(
+                timeout, self._request_expired
+            )
 
     def _request_expired(self) -> None:
         self._request_timer = None
-        if self._closed:
-            return
         log.info(
             "closing connection from %s: request incomplete after %g s (%d bytes)",
             self.peer[0],
             self._request_timeout,
-            self.framer.buffered,
+            self.protocol.buffered,
         )
-        self._start_closing()
+        self.protocol.close()
+        self._sync()
 
-    def _out_chunks(self, chunks: list[Buffer]) -> None:
-        """chunk_sink of a request replied in place: a large reply is written at once (it may
-        pause writing, which stops the dispatch loop)."""
-        self._out.extend(chunks)
-        if self._corked:
-            self._write_out()
-        else:
-            self._flush()
-
-    def _write_out(self) -> None:
-        out = self._out
-        transport = self.transport
-        if out and transport is not None and not self._closed:
-            self._out = []
-            _write(transport, out)
-
-    def _run(self, packet: Packet) -> None:
-        queue = self._queue
-        out = self._out
-        slot: _Slot | None = None
-        if queue:
-            # an async reply is still due before this one
-            slot = _Slot(self)
-            queue.append(slot)
-            pending, ctx, close = dispatch(
-                self.server,
-                packet,
-                slot.put,
-                self,
-                None,
-                chunk_sink=slot.put_chunks,
-                listener=self.listener,
-            )
-        else:
-            pending, ctx, close = dispatch(
-                self.server,
-                packet,
-                out.append,
-                self,
-                None,
-                chunk_sink=self._out_chunks,
-                listener=self.listener,
-            )
-        if pending is not None:
-            if slot is None and ctx is not None and not ctx.replied:
-                # the async reply comes later: hold back the replies of later requests
-                slot = _Slot(self)
-                queue.append(slot)
-                ctx.set_sink(slot.put, slot.put_chunks)
-            self.server.spawn(pending)
-        if close:
-            self._start_closing()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._closing = True
-        # keep the write side open while replies are pending
-        return bool(self._queue or self._out)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._closing = True
-        self._cancel_timers()
-        self._queue.clear()
-        self._out.clear()
-        if self._registered:
-            self.server.connections.pop(self, None)
-            self._registered = False
-            self.server.connection_gone()
-
-    def pause_writing(self) -> None:
-        # the client does not read: stop running and reading its requests (the dispatch loop
-        # checks _write_paused) and give it write_timeout
-        self._write_paused = True
-        self._pause_reading()
-        timeout = self.server.options.write_timeout
-        if timeout is not None and self._write_timer is None:
-            self._write_timer = asyncio.get_running_loop().call_later(timeout, self._abort)
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
-        if self._stalled:
-            self._resume_soon()  # requests are waiting in the framer
-        else:
-            self._resume_reading()  # (the dispatch loop checks max_pending itself)
-
-    # -- output -----------------------------------------------------------------------------
-    def _flush(self) -> None:
-        """Move the replies now due to the output; unless inside data_received, write them
-        (one write) and close the transport if it is closing and nothing is pending."""
-        queue = self._queue
-        out = self._out
-        transport = self.transport
-        if self._closed or transport is None:
-            queue.clear()
-            out.clear()
+    def _check_idle(self) -> None:
+        idle = self.server.options.idle_timeout
+        if idle is None or self.protocol.state is CLOSED:
             return
-        while queue and queue[0].data is not None:
-            out += queue.popleft().data  # type: ignore[arg-type]
-        if self._stalled and len(queue) < self._max_pending and not self._write_paused:
-            self._resume_soon()
-        if self._corked:
+        loop = asyncio.get_running_loop()
+        remaining = self._last_activity + idle - loop.time()
+        if remaining <= 0 and self.protocol.idle():
+            log.info("closing idle connection from %s", self.peer[0])
+            self._idle_timer = None
+            self._sync()
             return
-        if out:
-            self._out = []
-            _write(transport, out)
-        if not queue and self._closing:
-            transport.close()
-
-    def _fault_and_close(self, packet: bytes) -> None:
-        slot = _Slot(self)
-        self._queue.append(slot)
-        self._start_closing()
-        slot.put(packet)
-
-    def _start_closing(self) -> None:
-        """Read no more requests; close once the replies already due are written."""
-        if self._closing:
-            return
-        self._closing = True
-        if self.transport is not None and not self._closed:
-            self._pause_reading()
-            self._flush()
+        self._idle_timer = loop.call_later(
+            max(remaining, 0.05) if remaining > 0 else idle, self._check_idle
+        )
 
     def shutdown(self) -> None:
         """Server shutdown: no more requests; close after the pending replies."""
-        self._start_closing()
-        self._flush()
+        self.protocol.close()
+        self._sync()
 
-    def _abort(self) -> None:
-        self._closing = True
+    def abort(self) -> None:
+        """Close now (write_timeout, the end of the server's shutdown)."""
+        self.protocol.abort()
         if self.transport is not None:
             self.transport.abort()
 
@@ -476,21 +308,6 @@ class StreamConnection(asyncio.Protocol):
         self._write_timer = self._idle_timer = self._request_timer = None
         self._resume_handle = None
 
-    def _check_idle(self) -> None:
-        idle = self.server.options.idle_timeout
-        if idle is None or self._closed:
-            return
-        loop = asyncio.get_running_loop()
-        remaining = self._last_activity + idle - loop.time()
-        if remaining <= 0 and not self._queue:
-            log.info("closing idle connection from %s", self.peer[0])
-            self._idle_timer = None
-            self._start_closing()
-            return
-        self._idle_timer = loop.call_later(
-            max(remaining, 0.05) if remaining > 0 else idle, self._check_idle
-        )
-
     # -- ctl.who ----------------------------------------------------------------------------
     def who_row(self) -> tuple[str, str, str, str, str, str]:
         lst = self.listener
@@ -499,12 +316,22 @@ class StreamConnection(asyncio.Protocol):
 
 
 class DatagramEndpoint(asyncio.DatagramProtocol):
-    """A UDP or unix datagram listener: one request per datagram, one reply datagram."""
+    """A UDP or unix datagram listener (binrpc, or the FIFO protocol with ``fifo=True``):
+    one request per datagram, one reply datagram."""
 
-    def __init__(self, server: Server, listener: Listener, max_reply_size: int) -> None:
+    def __init__(
+        self, server: ServerContext, listener: ListenerView, max_reply_size: int, fifo: bool = False
+    ) -> None:
         self.server = server
         self.listener = listener
         self.max_reply_size = max_reply_size
+        routing = listener_routing(server, listener)
+        self.protocol: BinrpcDatagram | FifoDatagram = (
+            FifoDatagram(routing, server.info, max_reply_size)
+            if fifo
+            else BinrpcDatagram(routing, server.limits, server.info, max_reply_size)
+        )
+        self.protocol.on_reply = self._send  # each reply datagram at once
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -526,50 +353,16 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.server.closing or self.refused(addr):
             return
-        try:
-            packet = parse_packet(data)
-        except DecodeError:
-            self._send(addr, CORRUPTED_FAULT)
-            return
-        if packet is None:
-            return  # incomplete: ignored, as ctl does
-        pending, _, _ = dispatch(
-            self.server,
-            packet,
-            lambda reply: self._send(addr, reply),
-            None,
-            self.max_reply_size,
-            listener=self.listener,
-        )
-        if pending is not None:
-            self.server.spawn(pending)
+        for call in self.protocol.receive_data(data, addr):
+            run_call(self.server, call)
 
-    def _send(self, addr: Any, data: bytes) -> None:
+    def _send(self) -> None:
         transport = self.transport
-        if not addr or transport is None or transport.is_closing():
-            # an unbound unix datagram sender cannot get a reply (ctl logs the same)
+        replies = self.protocol.data_to_send()
+        if transport is None or transport.is_closing():
             return
-        transport.sendto(data, addr)
+        for data, addr in replies:
+            transport.sendto(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("datagram listener %s: %s", self.listener.address, exc)
-
-
-def _write(transport: asyncio.Transport, buffers: list[Buffer]) -> None:
-    """Write ``buffers`` in order: small ones joined into one write, a large one on its own
-    and as a memoryview (asyncio slices what send() did not take: no copy of a 10 MiB
-    payload)."""
-    if len(buffers) == 1 and len(buffers[0]) <= _JOIN_LIMIT:
-        transport.write(buffers[0])
-        return
-    small: list[Buffer] = []
-    for buf in buffers:
-        if len(buf) <= _JOIN_LIMIT:
-            small.append(buf)
-            continue
-        if small:
-            transport.write(b"".join(small))
-            small = []
-        transport.write(memoryview(buf))
-    if small:
-        transport.write(b"".join(small))

@@ -1,21 +1,10 @@
-"""The FIFO text protocol's I/O: a FIFO file, and FIFO over stream and datagram sockets.
+"""The FIFO text protocol on a real named pipe: :class:`FifoFileReader`.
 
-The protocol itself (framing, parsing, running a request, rendering the reply) is
-:mod:`binrpc._fifo`; this module only moves bytes:
-
-* :class:`FifoStreamConnection` (TCP, unix stream): requests are cut by a
-  :class:`~binrpc._fifo.FifoFramer`, pipelined requests are answered in order, the connection
-  stays open after every reply (errors included), and a buffer overflow without a request
-  closes it (ctl: "buffer overrun").
-* :class:`FifoDatagramEndpoint` (UDP, unix datagram): one request per datagram, the reply
-  goes back to the sender in one datagram.
-* :class:`FifoFileReader` (a real named pipe): requests from every writer go through one
-  framer; the reply is written to the reply FIFO named in the request, in
-  ``ServerOptions.fifo_reply_dir``, by :func:`write_reply_fifo`, which never blocks the
-  event loop.
-
-An invalid first line gets ``400 <why>`` on sockets (ctl sends a bogus ``200 OK`` and runs
-nothing); on a FIFO file there is no valid reply file, so it is only logged.
+Requests from every writer go through one :class:`~binrpc._fifo.FifoFramer`; each reply is
+written to the reply FIFO named in its request, in ``ServerOptions.fifo_reply_dir``, by
+:func:`write_reply_fifo`, which never blocks the event loop. An invalid first line is only
+logged: there is no valid reply file to answer to. (FIFO over sockets: the shells of
+:mod:`binrpc.server._conn` over :mod:`binrpc.server._fifo_protocol`.)
 """
 
 from __future__ import annotations
@@ -26,35 +15,20 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from .._fifo import (
-    FifoContext,
-    FifoFramer,
-    FifoRequest,
-    FifoRequestError,
-    FifoTooLarge,
-    datagram_request,
-    parse_fifo_request,
-    render_status,
-)
-from .._rpc import call_method_with_timeout
-from ._conn import DatagramEndpoint, StreamConnection, _Slot
+from .._fifo import FifoFramer, FifoRequestError, FifoTooLarge, parse_fifo_request
+from .._rpc import Buffer
+from ._calls import run_call
+from ._conn import listener_routing
+from ._context import ListenerView, ServerContext
+from ._fifo_protocol import fifo_request
+from ._protocol import ReplySlot
 
 if TYPE_CHECKING:
-    from ._server import Listener, Server
     from ._sockets import OpenedFifo
 
-__all__ = [
-    "REPLY_OPEN_RETRIES",
-    "REPLY_RETRY_WAIT",
-    "FifoDatagramEndpoint",
-    "FifoFileReader",
-    "FifoStreamConnection",
-    "run_fifo_request",
-    "write_reply_fifo",
-]
+__all__ = ["REPLY_OPEN_RETRIES", "REPLY_RETRY_WAIT", "FifoFileReader", "write_reply_fifo"]
 
 log = logging.getLogger("binrpc.server.fifo")
 
@@ -64,129 +38,6 @@ number. The client is expected to open its reply FIFO before it sends the reques
 REPLY_RETRY_WAIT: Final = 0.08
 """Seconds between those attempts (ctl's 80 ms; ctl sleeps, blocking everybody, we await)."""
 _READ_SIZE: Final = 65536
-INCOMPLETE_DATAGRAM: Final = "incomplete request (no empty line at its end): not run"
-
-
-def run_fifo_request(  # noqa: PLR0917
-    server: Server,
-    request: FifoRequest,
-    sink: Callable[[bytes], object],
-    connection: object | None,
-    max_reply_size: int | None,
-    listener: Listener | None = None,
-    peer: str = "",
-) -> Awaitable[None] | None:
-    """Run one parsed request; the whole reply goes to ``sink`` exactly once.
-
-    Returns the coroutine of an async handler (the caller schedules it) or None when the
-    reply has already been sent.
-    """
-    methods = server.methods if listener is None or listener.methods is None else listener.methods
-    method = methods.get(request.method)
-    if method is None:
-        refuser = listener.method_filter if listener is not None else None
-        if refuser is not None and refuser.refuses(request.method):
-            assert listener is not None
-            log.warning(
-                "%s: refused method %s from %s", listener.address, request.method, peer or "?"
-            )
-            sink(render_status(403, f"method {request.method} not allowed on this listener"))
-            return None
-        sink(render_status(500, f"Command '{request.method}' not found"))
-        return None
-    ctx = FifoContext(
-        request,
-        sink,
-        registry=methods,
-        server=server,
-        connection=connection,
-        max_reply_size=max_reply_size,
-    )
-    return call_method_with_timeout(method, ctx, server.options.call_timeout)
-
-
-# --------------------------------------------------------------------------------------------
-# sockets
-
-
-class FifoStreamConnection(StreamConnection):
-    """One accepted TCP or unix stream connection of a ``fifo`` listener.
-
-    Counted by ``ctl.connections`` and listed by ``ctl.who`` with payload ``fifo``; the
-    connection limits, write and idle timeouts are those of binrpc connections.
-    """
-
-    def __init__(self, server: Server, listener: Listener) -> None:
-        super().__init__(server, listener)
-        self.fifo_framer = FifoFramer(server.options.max_request_size)
-
-    def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
-        self._touch()
-        self.fifo_framer.feed(data)
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Run the complete requests in the FIFO framer (each gets a reply slot); stop, like
-        binrpc connections, on pause_writing or at max_pending_per_connection."""
-        framer = self.fifo_framer
-        queue = self._queue
-        while not self._closing:
-            if self._write_paused or len(queue) >= self._max_pending:
-                self._stall()
-                return
-            try:
-                raw = framer.next_request()
-            except FifoTooLarge as exc:
-                log.warning("%s: %s from %s; closing", self.listener.address, exc, self.peer[0])
-                self._abort()
-                return
-            if raw is None:
-                return
-            slot = _Slot(self)
-            self._queue.append(slot)
-            try:
-                request = parse_fifo_request(raw)
-            except FifoRequestError as exc:
-                slot.put(render_status(400, str(exc)))
-                continue
-            pending = run_fifo_request(
-                self.server, request, slot.put, self, None, self.listener, self.peer[0]
-            )
-            if pending is not None:
-                self.server.spawn(pending)
-
-
-class FifoDatagramEndpoint(DatagramEndpoint):
-    """A UDP or unix datagram ``fifo`` listener: a request per datagram, a reply datagram.
-
-    What follows the empty line is ignored, as in ctl. A datagram without the empty line (a
-    request cut short) is not run: it gets ``400 incomplete request`` (ctl ignores it
-    silently, leaving its client to time out).
-    """
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.server.closing or self.refused(addr):
-            return
-
-        def sink(reply: bytes) -> None:
-            self._send(addr, reply)
-
-        raw = datagram_request(data)
-        if raw is None:
-            sink(render_status(400, INCOMPLETE_DATAGRAM))
-            return
-        try:
-            request = parse_fifo_request(raw)
-        except FifoRequestError as exc:
-            sink(render_status(400, str(exc)))
-            return
-        pending = run_fifo_request(
-            self.server, request, sink, None, self.max_reply_size, self.listener, str(addr)
-        )
-        if pending is not None:
-            self.server.spawn(pending)
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,11 +54,12 @@ class FifoFileReader:
     ``fifo_partial_timeout``.
     """
 
-    def __init__(self, server: Server, listener: Listener, opened: OpenedFifo) -> None:
+    def __init__(self, server: ServerContext, listener: ListenerView, opened: OpenedFifo) -> None:
         self.server = server
         self.listener = listener
         self.opened = opened
         self.framer = FifoFramer(server.options.max_request_size)
+        self._routing = listener_routing(server, listener)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
         self._partial_timer: asyncio.TimerHandle | None = None
@@ -284,27 +136,27 @@ class FifoFileReader:
 
     def _handle(self, raw: bytes) -> None:
         try:
-            request = parse_fifo_request(raw)
+            parsed = parse_fifo_request(raw)
         except FifoRequestError as exc:
             # there is no valid reply file to answer to
             log.warning("%s: invalid request, no reply sent: %s", self.name, exc)
             return
-        sink: Callable[[bytes], object]
-        if request.reply_name:
-            name = request.reply_name
+        sink = ReplySlot(self, (parsed.reply_name, parsed.method)).reply
+        call = fifo_request(parsed, sink, self._routing, self.server.info, peer="a FIFO writer")
+        if call is not None:
+            run_call(self.server, call)
 
-            def sink(reply: bytes) -> None:
-                self.server.spawn(self._reply(name, reply))
+    def send_reply(self, key: tuple[str, str], data: Buffer) -> None:
+        """Write a reply to the reply FIFO named in its request, ``key`` = (reply FIFO name,
+        method); none named: discarded."""
+        name, method = key
+        if name:
+            self.server.spawn(self._reply(name, bytes(data)))
         else:
+            log.debug("%s: %s run, reply discarded (no reply FIFO)", self.name, method)
 
-            def sink(reply: bytes) -> None:
-                log.debug("%s: %s run, reply discarded (no reply FIFO)", self.name, request.method)
-
-        pending = run_fifo_request(
-            self.server, request, sink, None, None, self.listener, "a FIFO writer"
-        )
-        if pending is not None:
-            self.server.spawn(pending)
+    def send_reply_chunks(self, key: tuple[str, str], chunks: list[Buffer]) -> None:
+        self.send_reply(key, b"".join(chunks))
 
     # -- output -----------------------------------------------------------------------------
     async def _reply(self, name: str, data: bytes) -> None:

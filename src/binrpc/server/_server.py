@@ -15,8 +15,7 @@ from typing import Any
 
 from .._address import Address, AddressError, parse_address
 from .._defaults import default_server_address
-from .._framing import StreamFramer
-from .._rpc import MethodTable, Registry, RpcLimits
+from .._rpc import MethodTable, Registry, RpcLimits, ServerInfo
 from ..rpcs import builtin_registry
 from ._accept import Acceptor, FdShortage
 from ._access import (
@@ -27,9 +26,9 @@ from ._access import (
     RefusalLog,
     UnixCredsGate,
 )
-from ._conn import DatagramEndpoint, StreamConnection
+from ._conn import DatagramEndpoint, StreamConnection, binrpc_stream, fifo_stream
 from ._dgram import DatagramListenerTransport
-from ._fifo_listener import FifoDatagramEndpoint, FifoFileReader, FifoStreamConnection
+from ._fifo_listener import FifoFileReader
 from ._options import ServerOptions
 from ._sockets import (
     ListenerError,
@@ -232,10 +231,10 @@ class Server:
     async def _start_stream(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, tls: Any = None
     ) -> Acceptor:
-        kind = FifoStreamConnection if listener.payload == "fifo" else StreamConnection
+        kind = fifo_stream if listener.payload == "fifo" else binrpc_stream
 
         def factory() -> StreamConnection:
-            return kind(self, listener)
+            return StreamConnection(self, listener, kind)
 
         assert isinstance(listener.opened, OpenedSocket)
         return Acceptor(
@@ -257,8 +256,7 @@ class Server:
             limit = _MAX_DGRAM["udp6"]
         else:
             limit = _MAX_DGRAM["udp4"]
-        kind = FifoDatagramEndpoint if listener.payload == "fifo" else DatagramEndpoint
-        endpoint = kind(self, listener, limit)
+        endpoint = DatagramEndpoint(self, listener, limit, fifo=listener.payload == "fifo")
         assert listener.refusals is not None
         gate = None
         if sock.family == socket.AF_UNIX and listener.policy.checks_creds:
@@ -277,16 +275,28 @@ class Server:
         listener.transport = transport
         listener.endpoint = endpoint
 
-    # -- used by the protocols and the built-in RPCs ---------------------------------------
-    def new_framer(self) -> StreamFramer:
-        return StreamFramer(self.options.max_request_size)
+    # -- the connections' view (ServerContext) and the built-in RPCs' (ServerInfo) -------
+    @property
+    def info(self) -> ServerInfo:
+        return self
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def connection_gone(self) -> None:
+    def add_connection(self, conn: object) -> bool:
+        if self.closing or len(self.connections) >= self.options.max_connections:
+            return False
+        assert isinstance(conn, StreamConnection)
+        self.connections[conn] = None
+        return True
+
+    def remove_connection(self, conn: object) -> None:
+        self.connections.pop(conn, None)  # type: ignore[call-overload]
+        self._connection_gone()
+
+    def _connection_gone(self) -> None:
         if self._fd_shortage.waiting:
             # a listener out of descriptors may go on, once the transport has closed the
             # socket (asyncio calls connection_lost first)
@@ -355,7 +365,7 @@ class Server:
                     )
                 except TimeoutError:
                     for conn in list(self.connections):
-                        conn._abort()
+                        conn.abort()
             for listener in self.listeners:
                 if listener.transport is not None:
                     listener.transport.close()

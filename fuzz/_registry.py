@@ -12,7 +12,8 @@ import math
 from typing import Any
 
 from binrpc import Struct
-from binrpc._rpc import Registry, RpcContext
+from binrpc._context import RpcContext
+from binrpc._registry import Registry
 from binrpc.rpcs import builtin_registry
 
 __all__ = ["METHODS", "REGISTRY"]

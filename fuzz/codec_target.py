@@ -38,8 +38,10 @@ from binrpc import (
     parse_packet,
     parse_request,
 )
+from binrpc._binrpc_context import BinrpcContext
 from binrpc._codec import MsgType
-from binrpc._rpc import BinrpcContext, RpcLimits, call_method
+from binrpc._dispatch import call_method
+from binrpc._limits import RpcLimits
 from binrpc._values import Struct
 
 if __package__ in (None, ""):  # run as a script: make ``fuzz`` importable

@@ -2,15 +2,15 @@
 
 Invariants, for any bytes:
 
-* :class:`~binrpc._fifo.FifoFramer` (fed in chunks, with the default and with a tiny limit)
-  returns requests or raises :class:`~binrpc._fifo.FifoTooLarge` (a RemoteProtocolError),
+* :class:`~binrpc._fifo_wire.FifoFramer` (fed in chunks, with the default and with a tiny limit)
+  returns requests or raises :class:`~binrpc._fifo_wire.FifoTooLarge` (a RemoteProtocolError),
   never buffers more than its limit plus one chunk, and cuts the same requests whatever the
   chunk size (while the limit is not hit);
-* :func:`~binrpc._fifo.parse_fifo_request` returns a request whose method is non-empty and
+* :func:`~binrpc._fifo_wire.parse_fifo_request` returns a request whose method is non-empty and
   whose reply name has no ``.``, ``/`` or ``\\``, or raises
-  :class:`~binrpc._fifo.FifoRequestError` (a RemoteProtocolError);
-* :func:`~binrpc._fifo.unescape` returns a string or raises ValueError (its documented error);
-* every request, run through a :class:`~binrpc._fifo.FifoContext` against RPCs that scan
+  :class:`~binrpc._fifo_wire.FifoRequestError` (a RemoteProtocolError);
+* :func:`~binrpc._fifo_wire.unescape` returns a string or raises ValueError (its documented error);
+* every request, run through a :class:`~binrpc._fifo_context.FifoContext` against RPCs that scan
   every format character, read typed (pythonic) parameters and build structs, gets exactly
   one reply: a status line ``<code> <reason>`` and a body; never an "Internal server error"
   (which would mean an exception escaped the context into the handler).
@@ -28,9 +28,10 @@ import sys
 from pathlib import Path
 
 from binrpc import RemoteProtocolError
-from binrpc._fifo import (
+from binrpc._dispatch import call_method
+from binrpc._fifo_context import FifoContext
+from binrpc._fifo_wire import (
     DEFAULT_MAX_REQUEST_SIZE,
-    FifoContext,
     FifoFramer,
     FifoRequest,
     FifoRequestError,
@@ -38,7 +39,6 @@ from binrpc._fifo import (
     parse_fifo_request,
     unescape,
 )
-from binrpc._rpc import call_method
 
 if __package__ in (None, ""):  # run as a script: make ``fuzz`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

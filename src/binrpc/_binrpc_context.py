@@ -135,7 +135,9 @@ class BinrpcContext(RpcContext):
         "server",
     )
 
-    def __init__(
+    # made per request (the hot path): a record grouping the per-connection arguments would
+    # cost an object per connection and an indirection per use; they are keyword-only
+    def __init__(  # noqa: PLR0913
         self,
         reader: BodyReader,
         cookie: int,

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from binrpc import Struct
-from binrpc._rpc import Registry, RpcContext
+from binrpc._context import RpcContext
+from binrpc._registry import Registry
 from tests.server.conftest import ServerThread, free_port
 
 TRANSPORTS = ("fifo", "udp", "tcp", "unixs", "unixd")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from binrpc import ConnectError, Fault, LocalProtocolError, Struct, TransportTimeout
-from binrpc._fifo import FifoReply, build_fifo_request, format_param, parse_fifo_reply
+from binrpc._fifo_wire import FifoReply, build_fifo_request, format_param, parse_fifo_reply
 from binrpc.client._fifo_client import FifoClient
 from binrpc.rpcs.core import NAME
 

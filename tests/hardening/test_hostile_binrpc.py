@@ -15,7 +15,7 @@ import pytest
 
 from binrpc import decode_values, encode_request
 from binrpc._codec import MsgType
-from binrpc._rpc import Registry
+from binrpc._registry import Registry
 
 from .conftest import (
     STREAMS,

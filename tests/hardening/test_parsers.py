@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binrpc import AddressError, encode_request, parse_address
-from binrpc._fifo import FifoFramer
-from binrpc._rpc import Registry, RpcContext, RpcLimits
+from binrpc._context import RpcContext
+from binrpc._fifo_wire import FifoFramer
+from binrpc._limits import RpcLimits
+from binrpc._registry import Registry
 from binrpc.cli.daemon import ConfigError, build_parser, options_from
 from tests.server.helpers import decode_reply, one, run
 

@@ -100,7 +100,7 @@ Chunk = tuple[bytes, bytes]  # (escaped value text, what follows it)
 
 
 def _esc(text: str, full: bool) -> bytes:
-    from binrpc._fifo import escape
+    from binrpc._fifo_wire import escape
 
     return escape(text, full=full).encode("utf-8", "surrogateescape")
 

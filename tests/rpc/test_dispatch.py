@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 import pytest
 
@@ -21,7 +22,9 @@ from binrpc._codec import MsgType
 from binrpc._context import RpcContext
 from binrpc._dispatch import CALL_TIMED_OUT, call_method
 from binrpc._registry import Registry
-from binrpc._rpc import call_method_with_timeout
+from binrpc.server import ServerOptions
+from binrpc.server._calls import spawn_call
+from binrpc.server._context import ServerContext
 
 COOKIE = 0x4242
 
@@ -121,41 +124,54 @@ async def test_cancellation_propagates_and_leaves_the_context_to_the_canceller(n
     assert decoded(sent) == [("fault", [500, "call timed out"])]
 
 
-# -- the temporary wrapper the server calls until its shell bounds the call itself ----------
+# -- call_timeout: the server shell bounds the finishing coroutine (server/_calls.py) ---------
 
 
-async def test_the_temporary_wrapper_sends_call_timed_out_at_the_deadline(
+class _Shell:
+    """The two members of the server context that ``spawn_call`` uses."""
+
+    def __init__(self, call_timeout: float | None) -> None:
+        self.options = ServerOptions(call_timeout=call_timeout)
+        self.spawned: list[Awaitable[None]] = []
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        self.spawned.append(coro)
+
+
+def _spawn(reg: Registry, name: str, timeout: float | None) -> tuple[_Shell, list[bytes]]:
+    ctx, sent = context(reg, name)
+    method = reg.get(name)
+    assert method is not None
+    shell = _Shell(timeout)
+    pending = call_method(method, ctx)
+    assert pending is not None
+    spawn_call(cast("ServerContext", shell), pending, ctx)
+    assert len(shell.spawned) == 1
+    return shell, sent
+
+
+async def test_the_shell_sends_call_timed_out_at_the_deadline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     started, release = asyncio.Event(), asyncio.Event()  # never released: the deadline fires
-    reg = handlers(started, release)
-    ctx, sent = context(reg, "t.wait")
-    method = reg.get("t.wait")
-    assert method is not None
-    pending = call_method_with_timeout(method, ctx, 0.01)
-    assert pending is not None
+    shell, sent = _spawn(handlers(started, release), "t.wait", 0.01)
     with caplog.at_level(logging.WARNING, "binrpc.server"):
-        await pending
+        await shell.spawned[0]
     assert decoded(sent) == [("fault", [500, "call timed out"])]
     assert "t.wait: call timed out after 0.01 s" in caplog.text
 
 
-async def test_the_temporary_wrapper_keeps_a_handlers_own_timeout_an_internal_error() -> None:
-    reg = handlers(asyncio.Event(), asyncio.Event())
-    ctx, sent = context(reg, "t.own_timeout")
-    method = reg.get("t.own_timeout")
-    assert method is not None
-    pending = call_method_with_timeout(method, ctx, 60.0)
-    assert pending is not None
-    await pending
+async def test_the_shell_keeps_a_handlers_own_timeout_an_internal_error() -> None:
+    shell, sent = _spawn(handlers(asyncio.Event(), asyncio.Event()), "t.own_timeout", 60.0)
+    await shell.spawned[0]
     assert decoded(sent) == [("fault", [500, "Internal server error: TimeoutError"])]
 
 
-def test_the_temporary_wrapper_without_a_timeout_is_call_method() -> None:
-    reg = Registry()
-    reg.register("t.sync", lambda: 7)
-    ctx, sent = context(reg, "t.sync")
-    method = reg.get("t.sync")
-    assert method is not None
-    assert call_method_with_timeout(method, ctx, 1.0) is None  # a sync handler: done
-    assert decoded(sent) == [("reply", [7])]
+async def test_the_shell_without_a_call_timeout_awaits_the_handler_unbounded() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    shell, sent = _spawn(handlers(started, release), "t.wait", None)
+    task = asyncio.ensure_future(shell.spawned[0])
+    await started.wait()
+    release.set()
+    await task
+    assert decoded(sent)[0][0] == "reply"

@@ -18,7 +18,7 @@ import pytest
 
 from binrpc import Packet, encode_request, parse_packet
 from binrpc._codec import MsgType, decode_values
-from binrpc._rpc import Registry
+from binrpc._registry import Registry
 from binrpc.server import Server, ServerOptions, serve
 from tests.loops import LOOPS, loop_factory, require_loop
 

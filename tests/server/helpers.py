@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from binrpc import decode_values, encode_request, parse_packet, parse_request
+from binrpc._binrpc_context import BinrpcContext
 from binrpc._codec import MsgType
+from binrpc._dispatch import call_method
 from binrpc._errors import DecodeError
-from binrpc._rpc import BinrpcContext, Registry, RpcLimits, call_method
+from binrpc._limits import RpcLimits
+from binrpc._registry import Registry
 
 BINRPCD_LOOP = os.environ.get("BINRPC_TEST_LOOP", "asyncio")
 """The event loop of the binrpcd subprocesses the tests start (``--loop``) when their arguments

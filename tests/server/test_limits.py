@@ -16,7 +16,8 @@ import pytest
 
 from binrpc import decode_values, encode_request
 from binrpc._codec import MsgType
-from binrpc._rpc import Registry, RpcContext
+from binrpc._context import RpcContext
+from binrpc._registry import Registry
 from binrpc.server import ServerOptions
 
 from .conftest import Endpoints, RawClient, ServerThread

@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 
 from binrpc import StreamFramer, decode_values, encode_request
+from binrpc._binrpc_reply import LARGE_RECORD
 from binrpc._codec import MsgType, encode_header
-from binrpc._rpc import LARGE_RECORD, Method, Registry, RpcContext, RpcLimits, call_method
+from binrpc._context import RpcContext
+from binrpc._dispatch import call_method
+from binrpc._limits import RpcLimits
+from binrpc._registry import Method, Registry
 from binrpc.server._fifo_protocol import INCOMPLETE_DATAGRAM, FifoConnection, FifoDatagram
 from binrpc.server._protocol import (
     ABORT,

@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from binrpc._rpc import Registry
+from binrpc._registry import Registry
 
 from .conftest import ServerThread
 

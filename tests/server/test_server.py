@@ -15,7 +15,8 @@ import pytest
 
 from binrpc import Struct, encode_request, parse_address
 from binrpc._address import AddressError
-from binrpc._rpc import Registry, RpcContext
+from binrpc._context import RpcContext
+from binrpc._registry import Registry
 from binrpc.server import ListenerError, ServerOptions, serve
 
 from .conftest import Endpoints, RawClient, ServerThread, free_port

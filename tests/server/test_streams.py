@@ -22,16 +22,13 @@ from typing import Any
 import pytest
 
 from binrpc import Struct, decode_values, encode_request, parse_packet
+from binrpc._binrpc_context import BinrpcContext
+from binrpc._binrpc_reply import LARGE_RECORD, Buffer
 from binrpc._codec import MsgType, parse_request
-from binrpc._rpc import (
-    LARGE_RECORD,
-    BinrpcContext,
-    Buffer,
-    Registry,
-    RpcContext,
-    RpcLimits,
-    call_method,
-)
+from binrpc._context import RpcContext
+from binrpc._dispatch import call_method
+from binrpc._limits import RpcLimits
+from binrpc._registry import Registry
 from binrpc.cli.daemon import ConfigError, loop_factory
 from binrpc.server import serve
 from binrpc.server._conn import StreamConnection

@@ -54,7 +54,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._address import AddressError
-from .._rpc import Registry
+from .._registry import Registry
 from ..server import Listen, ListenerError, ServerOptions, serve
 from ._daemon_config import LOOPS, ConfigError, build_parser, loop_choice, options_from
 

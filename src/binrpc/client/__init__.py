@@ -66,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
         return FifoClient
     if name == "FifoReply":
-        from .._fifo import FifoReply
+        from .._fifo_wire import FifoReply
 
         return FifoReply
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

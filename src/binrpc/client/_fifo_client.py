@@ -60,7 +60,7 @@ from .._errors import (
     TransportError,
     TransportTimeout,
 )
-from .._fifo import PIPE_BUF, FifoReply, build_fifo_request, parse_fifo_reply
+from .._fifo_wire import PIPE_BUF, FifoReply, build_fifo_request, parse_fifo_reply
 from ._config import ClientConfig
 from ._core import argument_error
 from ._errors import (
@@ -168,7 +168,7 @@ class FifoClient:
         return self.request(method, *params).check().values()
 
     def request(self, method: str, *params: Any) -> FifoReply:
-        """Call ``method`` with ``params`` (see :func:`binrpc._fifo.format_param` for how
+        """Call ``method`` with ``params`` (see :func:`binrpc._fifo_wire.format_param` for how
         values become lines) and return the raw reply, whatever its status
         (:meth:`FifoReply.check` turns a non-2xx status into :class:`~binrpc.Fault`).
 

@@ -14,7 +14,9 @@
         await srv.serve_forever()
 """
 
-from .._rpc import Method, Registry, RpcContext, RpcLimits, ScanResult
+from .._context import RpcContext, ScanResult
+from .._limits import RpcLimits
+from .._registry import Method, Registry
 from ._access import Listen, ListenerPolicy
 from ._options import ServerOptions
 from ._server import Listener, Server, serve

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from .._address import Address
-from .._rpc import Method, MethodTable
+from .._registry import Method, MethodTable
 
 if TYPE_CHECKING:
     import ssl
@@ -260,7 +260,8 @@ class Listen:
 
     __slots__ = ("address", "fifo", "policy")
 
-    def __init__(
+    # one keyword-only argument per rule: the listener's configuration, as binrpcd's flags
+    def __init__(  # noqa: PLR0913
         self,
         address: str,
         *,

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from .._rpc import CALL_TIMED_OUT, RpcContext, call_method
+from .._context import RpcContext
+from .._dispatch import CALL_TIMED_OUT, call_method
 from ._context import ServerContext
 from ._protocol import Call
 

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from .._rpc import call_method
+from .._dispatch import call_method
 from ._access import ListenerPolicy, peer_creds
 from ._calls import run_call, spawn_call
 from ._context import ListenerView, ServerContext

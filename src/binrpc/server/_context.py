@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._rpc import MethodTable, RpcLimits, ServerInfo
+from .._context import ServerInfo
+from .._limits import RpcLimits
+from .._registry import MethodTable
 
 if TYPE_CHECKING:
     from .._address import Address

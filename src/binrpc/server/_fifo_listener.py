@@ -1,6 +1,6 @@
 """The FIFO text protocol on a real named pipe: :class:`FifoFileReader`.
 
-Requests from every writer go through one :class:`~binrpc._fifo.FifoFramer`; each reply is
+Requests from every writer go through one :class:`~binrpc._fifo_wire.FifoFramer`; each reply is
 written to the reply FIFO named in its request, in ``ServerOptions.fifo_reply_dir``, by
 :func:`write_reply_fifo`, which never blocks the event loop. An invalid first line is only
 logged: there is no valid reply file to answer to. (FIFO over sockets: the shells of
@@ -17,8 +17,8 @@ import os
 import stat
 from typing import TYPE_CHECKING, Final
 
-from .._fifo import FifoFramer, FifoRequestError, FifoTooLarge, parse_fifo_request
-from .._rpc import Buffer
+from .._binrpc_reply import Buffer
+from .._fifo_wire import FifoFramer, FifoRequestError, FifoTooLarge, parse_fifo_request
 from ._calls import run_call
 from ._conn import listener_routing
 from ._context import ListenerView, ServerContext

@@ -1,7 +1,8 @@
 """Sans-I/O connections of the FIFO text protocol: streams and datagrams.
 
 The same interface as the binrpc ones (:mod:`binrpc.server._protocol`); the wire format and
-the context are :mod:`binrpc._fifo`. Rules, as in ctl unless said:
+the context are :mod:`binrpc._fifo_wire` and :mod:`binrpc._fifo_context`. Rules, as in ctl
+unless said:
 
 * streams (TCP, unix stream): requests end at an empty line; pipelined requests are answered
   in order; the connection stays open after every reply, errors included; more than
@@ -19,9 +20,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
+from .._context import ServerInfo
 from .._errors import RemoteProtocolError
-from .._fifo import (
-    FifoContext,
+from .._fifo_context import FifoContext
+from .._fifo_wire import (
     FifoFramer,
     FifoRequest,
     FifoRequestError,
@@ -29,7 +31,6 @@ from .._fifo import (
     parse_fifo_request,
     render_status,
 )
-from .._rpc import ServerInfo
 from ._protocol import Call, DatagramReplies, ServerConnection
 from ._routing import REFUSED, Routing, refusal_text, route
 

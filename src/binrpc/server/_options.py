@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .._framing import DEFAULT_MAX_PACKET_SIZE
-from .._rpc import RpcLimits
+from .._limits import RpcLimits
 from ._access import Listen
 
 __all__ = ["MODE", "NO_SETTING", "SETTING", "ServerOptions", "Setting", "not_a_setting", "setting"]

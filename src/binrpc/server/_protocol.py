@@ -40,10 +40,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from .._binrpc_context import BinrpcContext
+from .._binrpc_reply import Buffer
 from .._codec import BodyReader, MsgType, Packet, encode_fault, parse_packet, parse_request
+from .._context import RpcContext, ServerInfo
 from .._errors import DecodeError, PacketTooLarge, RemoteProtocolError
 from .._framing import StreamFramer
-from .._rpc import BinrpcContext, Buffer, Method, RpcContext, RpcLimits, ServerInfo
+from .._limits import RpcLimits
+from .._registry import Method
 from ._routing import REFUSED, Routing, refusal_text, route
 
 __all__ = [
@@ -85,7 +89,7 @@ Call = tuple[Method, RpcContext]
 
 class Framer(Protocol):
     """What a connection needs of its framer (:class:`~binrpc.StreamFramer`,
-    :class:`~binrpc._fifo.FifoFramer`)."""
+    :class:`~binrpc._fifo_wire.FifoFramer`)."""
 
     @property
     def buffered(self) -> int: ...

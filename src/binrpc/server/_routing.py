@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from .._rpc import Method, MethodTable
+from .._registry import Method, MethodTable
 
 __all__ = [
     "NOT_FOUND",

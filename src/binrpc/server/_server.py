@@ -14,8 +14,10 @@ from types import TracebackType
 from typing import Any
 
 from .._address import Address, AddressError, parse_address
+from .._context import ServerInfo
 from .._defaults import default_server_address
-from .._rpc import MethodTable, Registry, RpcLimits, ServerInfo
+from .._limits import RpcLimits
+from .._registry import MethodTable, Registry
 from ..rpcs import builtin_registry
 from ._accept import Acceptor, FdShortage
 from ._access import (
@@ -172,14 +174,8 @@ class Server:
         addresses = self._parse_addresses()
         uid, gid = resolve_ids(self.options.user, self.options.group)
         opened: list[tuple[OpenedSocket | OpenedFifo, str, ListenerPolicy]] = []
-        contexts: dict[int, Any] = {}
         try:
-            for index, (address, _payload, policy) in enumerate(addresses):
-                if address.proto == "tls":
-                    try:
-                        contexts[index] = policy.server_context()
-                    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                        raise ListenerError(f"{address}: cannot load TLS files: {exc}") from None
+            contexts = self._tls_contexts(addresses)
             for address, payload, policy in addresses:
                 # one by one, so that a failure closes the ones already open
                 item: OpenedSocket | OpenedFifo
@@ -189,44 +185,74 @@ class Server:
                     item = open_socket(address, self.options.mode, uid, gid)
                 opened.append((item, payload, policy))
             for index, (item, payload, policy) in enumerate(opened):
-                listener = Listener(item.address, item, payload, policy)
-                listener.refusals = RefusalLog(item.address)
-                if policy.filters_methods:
-                    listener.method_filter = MethodFilter(self.methods, policy)
-                    listener.methods = listener.method_filter
-                else:
-                    listener.methods = self.methods
-                if isinstance(item, OpenedFifo):
-                    listener.local_host = item.address.path
-                    listener.reader = FifoFileReader(self, listener, item)
-                    listener.reader.start(loop)
-                    self.listeners.append(listener)
-                    continue
-                sock = item.sock
-                if item.address.is_inet:
-                    name = sock.getsockname()
-                    listener.local_host, listener.local_port = str(name[0]), str(name[1])
-                else:
-                    listener.local_host = item.address.path
-                if item.address.is_stream:
-                    listener.server = await self._start_stream(loop, listener, contexts.get(index))
-                else:
-                    await self._start_datagram(loop, listener)
-                self.listeners.append(listener)
+                await self._start_listener(loop, item, payload, policy, contexts.get(index))
         except BaseException:
-            for listener in self.listeners:
-                if listener.server is not None:
-                    listener.server.close()
-                if listener.transport is not None:
-                    listener.transport.close()
-                if listener.reader is not None:
-                    listener.reader.stop_reading()
-            for item, _, _ in opened:
-                _close_opened(item)
-            self.listeners = []
+            self._unwind(opened)
             raise
         self.started = time.time()
         return self
+
+    @staticmethod
+    def _tls_contexts(
+        addresses: list[tuple[Address, str, ListenerPolicy]],
+    ) -> dict[int, Any]:
+        """The TLS server contexts of the ``tls:`` listeners, by index (before any socket is
+        opened: a bad certificate opens nothing)."""
+        contexts: dict[int, Any] = {}
+        for index, (address, _payload, policy) in enumerate(addresses):
+            if address.proto == "tls":
+                try:
+                    contexts[index] = policy.server_context()
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    raise ListenerError(f"{address}: cannot load TLS files: {exc}") from None
+        return contexts
+
+    async def _start_listener(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        item: OpenedSocket | OpenedFifo,
+        payload: str,
+        policy: ListenerPolicy,
+        tls: Any,
+    ) -> None:
+        """Start serving one opened socket or FIFO; it joins :attr:`listeners`."""
+        listener = Listener(item.address, item, payload, policy)
+        listener.refusals = RefusalLog(item.address)
+        if policy.filters_methods:
+            listener.method_filter = MethodFilter(self.methods, policy)
+            listener.methods = listener.method_filter
+        else:
+            listener.methods = self.methods
+        if isinstance(item, OpenedFifo):
+            listener.local_host = item.address.path
+            listener.reader = FifoFileReader(self, listener, item)
+            listener.reader.start(loop)
+            self.listeners.append(listener)
+            return
+        sock = item.sock
+        if item.address.is_inet:
+            name = sock.getsockname()
+            listener.local_host, listener.local_port = str(name[0]), str(name[1])
+        else:
+            listener.local_host = item.address.path
+        if item.address.is_stream:
+            listener.server = await self._start_stream(loop, listener, tls)
+        else:
+            await self._start_datagram(loop, listener)
+        self.listeners.append(listener)
+
+    def _unwind(self, opened: list[tuple[OpenedSocket | OpenedFifo, str, ListenerPolicy]]) -> None:
+        """A listener failed to start: close every one started and every socket opened."""
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
+            if listener.transport is not None:
+                listener.transport.close()
+            if listener.reader is not None:
+                listener.reader.stop_reading()
+        for item, _, _ in opened:
+            _close_opened(item)
+        self.listeners = []
 
     async def _start_stream(
         self, loop: asyncio.AbstractEventLoop, listener: Listener, tls: Any = None

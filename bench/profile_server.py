@@ -203,11 +203,11 @@ def profile_cprofile(args: argparse.Namespace, env: dict[str, str], workdir: str
     for (file, line, func), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
         rows.append((tt, ct, nc, f"{func}  ({short_file(file)}:{line})"))
     total_tt = sum(r[0] for r in rows)
-    # cProfile saw the warm-up requests too: count requests by the calls of dispatch()
+    # cProfile saw the warm-up requests too: count requests by the calls of call_method()
     dispatched = [
         nc
         for (file, _line, func), (_cc, nc, *_rest) in st.stats.items()  # type: ignore[attr-defined]
-        if func == "dispatch" and file.endswith("_conn.py")
+        if func == "call_method" and file.endswith("_dispatch.py")
     ]
     reqs = dispatched[0] if dispatched else n
     print(

@@ -36,6 +36,10 @@ class ServerInfo(Protocol):
     def connection_count(self) -> int:
         """Open stream connections (``ctl.connections``)."""
 
+    @property
+    def process_name(self) -> str:
+        """This process's name in ``core.ps``/``core.psx`` (``main process - NAME``)."""
+
     def request_shutdown(self) -> None:
         """Shut the server down cleanly once pending replies are written (``core.kill``)."""
 

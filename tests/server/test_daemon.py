@@ -121,6 +121,8 @@ def test_daemon_serves_and_stops_cleanly(
             assert c.call("demo.add", [2, 3]) == ("reply", [5])
             assert c.call("demo.ctx") == ("reply", ["ctx"])
             assert c.call("system.methodHelp", ["demo.add"]) == ("reply", ["Add two integers."])
+        _kind, ps = clients[0].call("core.ps")
+        assert ps[1] == "main process - binrpcd"  # its ServerOptions.process_name
         # an in-flight async request on a stream still gets its reply after SIGTERM
         clients[0].send(encode_request("demo.slow", [0.5], 9))
         time.sleep(0.1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from binrpc import Struct, encode_request, parse_address
+from binrpc import StreamFramer, Struct, decode_values, encode_request, parse_address
 from binrpc._address import AddressError
 from binrpc._context import RpcContext
 from binrpc._registry import Registry
@@ -587,3 +587,26 @@ async def test_embedded_api_in_running_loop(workdir: str) -> None:
         srv.close()
         await srv.wait_closed()
     assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    ("process_name", "shown"),
+    [("myapp", "myapp"), (None, os.path.basename(__import__("sys").argv[0] or "python"))],
+)
+async def test_core_ps_names_the_process_from_the_options(
+    workdir: str, process_name: str | None, shown: str
+) -> None:
+    """The name core.ps shows goes through ServerOptions (binrpcd sets "binrpcd"), not a
+    module global; without one it is the program's file name."""
+    path = f"{workdir}/ps.sock"
+    opts = ServerOptions(process_name=process_name)
+    async with serve(Registry(), f"unixs:{path}", options=opts):
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(encode_request("core.ps", [], 5))
+        await writer.drain()
+        framer = StreamFramer()
+        while (packet := framer.next_packet()) is None:
+            framer.feed(await reader.read(65536))
+        writer.close()
+    values = decode_values(packet.body)
+    assert values[:2] == [os.getpid(), f"main process - {shown}"]

@@ -45,6 +45,7 @@ SIGQUIT (listeners closed, socket and FIFO files removed, pending replies sent) 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -201,11 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="binrpcd[%(process)d] %(levelname)s: %(message)s",
     )  # fmt: skip
-    from ..rpcs import core
-
-    core.PROCESS_NAME = "binrpcd"
     try:
         addresses, options, modules = options_from(args)
+        options = dataclasses.replace(options, process_name="binrpcd")
         registry = Registry()
         if modules:
             sys.path[:0] = module_search_path(args.module_path or [])

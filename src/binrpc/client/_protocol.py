@@ -4,7 +4,7 @@ Every binrpc client (``Client``, ``Client.pipeline``, ``AsyncClient``) is a shel
 these: the shell moves bytes and runs timers, the connection decides everything else. No
 socket, no event loop, no clock here.
 
-Theory of operation (docs/architecture-client.md draws it)::
+Theory of operation (docs/architecture.md draws it)::
 
     requests:   new_cookie() -> encode() -> sent()        in flight
                                           \\-> forget()    never sent after all

@@ -19,7 +19,6 @@ __all__ = ["register"]
 
 _IMPORTED: Final = time.time()
 NAME: Final = "binrpc"
-PROCESS_NAME: str | None = None
 """How core.ps describes this process ("main process - <name>"); default: the program name.
 binrpcd sets it to "binrpcd"."""
 
@@ -109,10 +108,13 @@ def runinfo(ctx: RpcContext) -> None:
     )
 
 
-def _processes() -> list[tuple[int, str]]:
+def _processes(ctx: RpcContext) -> list[tuple[int, str]]:
     """(pid, description): this process first, then its other threads (native ids)."""
     pid = os.getpid()
-    name = PROCESS_NAME or os.path.basename(sys.argv[0] or "python")
+    if ctx.server is not None:
+        name = ctx.server.process_name
+    else:
+        name = os.path.basename(sys.argv[0] or "python")
     out = [(pid, f"main process - {name}")]
     main = threading.main_thread()
     for thread in threading.enumerate():
@@ -123,13 +125,13 @@ def _processes() -> list[tuple[int, str]]:
 
 
 def ps(ctx: RpcContext) -> None:
-    for pid, desc in _processes():
+    for pid, desc in _processes(ctx):
         if ctx.add("ds", pid, desc) < 0:
             return
 
 
 def psx(ctx: RpcContext) -> None:
-    for idx, (pid, desc) in enumerate(_processes()):
+    for idx, (pid, desc) in enumerate(_processes(ctx)):
         handle = ctx.add("{")
         if isinstance(handle, int):
             return
@@ -137,7 +139,7 @@ def psx(ctx: RpcContext) -> None:
 
 
 def psa(ctx: RpcContext) -> None:
-    for idx, (pid, desc) in enumerate(_processes()):
+    for idx, (pid, desc) in enumerate(_processes(ctx)):
         handle = ctx.add("{")
         if isinstance(handle, int):
             return

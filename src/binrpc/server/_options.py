@@ -164,6 +164,11 @@ class ServerOptions:
     shutdown_timeout: float = field(default=5.0, metadata=not_a_setting(_LIBRARY_ONLY))
     """Seconds :meth:`~binrpc.server.Server.close` waits for running async handlers so that
     their replies can still be sent; then they are cancelled (0: at once)."""
+    process_name: str | None = field(
+        default=None, metadata=not_a_setting("binrpcd names itself (binrpcd)")
+    )
+    """The name ``core.ps``/``core.psx`` show for this process (``main process - NAME``);
+    None: the program's file name (``sys.argv[0]``)."""
     builtins: bool = field(
         default=True, metadata=setting("do not serve the built-in core.*/system.*/ctl.* RPCs")
     )

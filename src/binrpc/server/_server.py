@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -338,6 +339,11 @@ class Server:
 
     def connection_count(self) -> int:
         return len(self.connections)
+
+    @property
+    def process_name(self) -> str:
+        """``options.process_name``, else the program's file name (``sys.argv[0]``)."""
+        return self.options.process_name or os.path.basename(sys.argv[0] or "python")
 
     def request_shutdown(self) -> None:
         """Close the server soon (after the current reply is queued): ``core.kill``."""

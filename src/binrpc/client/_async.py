@@ -14,20 +14,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import _socket
-    import ssl
     from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
     _socket_t = _socket.socket
 
-from .._address import Address
 from .._errors import BinrpcError
 from .._values import Value
 from ._config import ClientConfig, Configured
 from ._core import (
     DATAGRAM_REPLY_DEADLINE,
-    DEFAULT_MAX_REPLY_SIZE,
     Reply,
-    Timeouts,
     check_seconds,
 )
 from ._errors import RECEIVE, SEND, closed_error, timeout_error, transport_error
@@ -37,7 +33,6 @@ from ._sync import TraceHook
 
 __all__ = ["AsyncClient"]
 
-_DEFAULT_TIMEOUTS = Timeouts()
 
 _UNIXD_WINDOW = 4
 """Requests in flight at most on unix datagram sockets (as ``Client.pipeline``)."""
@@ -224,38 +219,6 @@ class AsyncClient(Configured):
     A stream connection closed by the server is re-opened by the next call; the calls that were
     waiting on it fail with :class:`~binrpc.ConnectionClosed`.
     """
-
-    def __init__(
-        self,
-        address: str | Address | None = None,
-        *,
-        timeout: float | Timeouts | None = _DEFAULT_TIMEOUTS,
-        max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
-        reply_path: str | None = None,
-        reply_dir: str | None = None,
-        udp_default: bool = False,
-        tls: bool | ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-    ) -> None:
-        self._setup(
-            ClientConfig.binrpc(
-                address,
-                timeout=timeout,
-                max_reply_size=max_reply_size,
-                reply_path=reply_path,
-                reply_dir=reply_dir,
-                udp_default=udp_default,
-                tls=tls,
-                server_hostname=server_hostname,
-            )
-        )
-
-    @classmethod
-    def from_config(cls, config: ClientConfig) -> AsyncClient:
-        """A client with the configuration of another (``Client(...).config``)."""
-        client = cls.__new__(cls)
-        client._setup(config)
-        return client
 
     def _setup(self, config: ClientConfig) -> None:
         self.config = config

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from .._address import Address, parse_address
 from .._frozen import Frozen
-from ._core import Timeouts, argument_error, check_size, resolve_address
+from ._core import DEFAULT_MAX_REPLY_SIZE, Timeouts, argument_error, check_size, resolve_address
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from ssl import SSLContext
+    from typing import Self
+
+_DEFAULT_TIMEOUTS = Timeouts()
 
 __all__ = ["ClientConfig", "Configured", "tls_address"]
 
@@ -135,6 +138,42 @@ class Configured:
 
     __slots__ = ()
     config: ClientConfig
+
+    def __init__(
+        self,
+        address: str | Address | None = None,
+        *,
+        timeout: float | Timeouts | None = _DEFAULT_TIMEOUTS,
+        max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+        reply_path: str | None = None,
+        reply_dir: str | None = None,
+        udp_default: bool = False,
+        tls: bool | SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        self._setup(
+            ClientConfig.binrpc(
+                address,
+                timeout=timeout,
+                max_reply_size=max_reply_size,
+                reply_path=reply_path,
+                reply_dir=reply_dir,
+                udp_default=udp_default,
+                tls=tls,
+                server_hostname=server_hostname,
+            )
+        )
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> Self:
+        """A client with the configuration of another (``other.config``)."""
+        client = cls.__new__(cls)
+        client._setup(config)
+        return client
+
+    def _setup(self, config: ClientConfig) -> None:
+        """Set the client up for ``config`` (both constructors end here)."""
+        raise NotImplementedError
 
     @property
     def address(self) -> Address:

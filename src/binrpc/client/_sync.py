@@ -7,7 +7,7 @@ import time
 
 from .._errors import ConnectionClosed, TransportError
 from ._config import ClientConfig, Configured
-from ._core import DATAGRAM_REPLY_DEADLINE, DEFAULT_MAX_REPLY_SIZE, Reply, Timeouts
+from ._core import DATAGRAM_REPLY_DEADLINE, Reply
 from ._errors import RECEIVE, SEND, closed_error, transport_error
 from ._link import Link
 from ._protocol import ClientConnection
@@ -16,11 +16,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     import _socket
     from collections.abc import Callable, Iterable, Iterator, Sequence
-    from ssl import SSLContext
     from types import TracebackType
     from typing import TypeAlias
 
-    from .._address import Address
     from .._errors import BinrpcError
     from .._values import Value
 
@@ -32,8 +30,6 @@ else:
     TraceHook = object
 
 __all__ = ["Client", "TraceHook"]
-
-_DEFAULT_TIMEOUTS = Timeouts()
 
 
 def _deadline(seconds: float | None) -> float | None:
@@ -80,38 +76,6 @@ class Client(Configured):
             for proc in c.call("core.psx"):
                 print(proc["PID"], proc["DSC"])
     """
-
-    def __init__(
-        self,
-        address: str | Address | None = None,
-        *,
-        timeout: float | Timeouts | None = _DEFAULT_TIMEOUTS,
-        max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
-        reply_path: str | None = None,
-        reply_dir: str | None = None,
-        udp_default: bool = False,
-        tls: bool | SSLContext | None = None,
-        server_hostname: str | None = None,
-    ) -> None:
-        self._setup(
-            ClientConfig.binrpc(
-                address,
-                timeout=timeout,
-                max_reply_size=max_reply_size,
-                reply_path=reply_path,
-                reply_dir=reply_dir,
-                udp_default=udp_default,
-                tls=tls,
-                server_hostname=server_hostname,
-            )
-        )
-
-    @classmethod
-    def from_config(cls, config: ClientConfig) -> Client:
-        """A client with the configuration of another (``other.config``)."""
-        client = cls.__new__(cls)
-        client._setup(config)
-        return client
 
     def _setup(self, config: ClientConfig) -> None:
         self.config = config

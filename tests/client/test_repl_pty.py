@@ -42,7 +42,9 @@ class Pty:
         os.close(slave)
         self.buf = b""
 
-    def expect(self, needle: bytes, timeout: float = 10) -> bytes:
+    def expect(self, needle: bytes, timeout: float = 60) -> bytes:
+        # waits for the text; the timeout only guards against a hang (a loaded CI machine
+        # can take seconds to start the interpreter and prompt_toolkit)
         deadline = time.monotonic() + timeout
         while needle not in self.buf:
             left = deadline - time.monotonic()

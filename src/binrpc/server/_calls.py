@@ -44,6 +44,6 @@ async def _bounded(pending: Awaitable[None], ctx: RpcContext, timeout: float) ->
     except TimeoutError:
         if not deadline.expired():
             raise
-        log.warning("%s: call timed out after %g s", ctx.method, timeout)
+        log.warning("%s: %s after %g s", ctx.method, CALL_TIMED_OUT, timeout)
         ctx.fault(500, CALL_TIMED_OUT)
         ctx.finish()
